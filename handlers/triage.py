@@ -1,0 +1,539 @@
+"""Triage: route a problem report to a unit type and a tier (issue 3). Pure.
+
+`build_classifier(tables, cache_dir)` is called once at start-up: it creates its own
+`jieba.Tokenizer` (jieba's global `jieba.dt` is never touched), points jieba's
+prefix-dictionary cache at `cache_dir` so a restart loads it instead of rebuilding
+it, and adds every keyword so it stays one token. `Classifier.classify(text)`
+then segments the report, scores each unit type with the keyword tables (and an
+optional learned overlay, see handlers/triage_learn.py) and returns a `Triage`.
+
+Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
+
+1. Each keyword counts once per report. A whole-token match counts, and so does a
+   keyword inside a longer token (公安局 -> 公安); a token with neither may still
+   carry a tier character cue (围殴 -> 殴). Words in ``[tokenizer] extra_words``
+   match nothing. A keyword's weight is scaled by the clause it appears in:
+   liaisons lead with the main problem, each later clause weighs ``clause_decay``
+   less (floor ``min_clause_factor``). Per unit type the strongest word counts in
+   full and each further word ``extra_word_factor`` of its weight (synonyms of one
+   problem should not outvote the first problem); negative words subtract.
+2. Tier: obstruction when the obstruction words reach their threshold, else major
+   when the major words reach theirs, else general. Obstruction words after a
+   negator (无, 没有 ...) do not count, nor the ones listed with them.
+3. An obstruction report goes to ``obstruction_unit`` (公安: 阻工扰工 within 3 days);
+   the unit types of its cause are listed as secondary.
+4. Otherwise the best unit type wins, unless it scores below ``min_score``
+   (needs_office, reason "no_match") or the runner-up reaches ``ambiguity_ratio`` of
+   it (needs_office, reason "ambiguous"). There is never a silent guess.
+5. Other unit types scoring at least ``secondary_ratio`` of the best (and at least
+   ``min_score``) are secondary: the report names several problems.
+
+Confidence is ``s1 / (s1 + 2) * (0.5 + 0.5 * (s1 - s2) / s1)`` for the best score
+s1 and the runner-up s2: near 0 for a weak single word, 0.5 for two strong words
+of different types tied, towards 1 for strong evidence for one type only; 0 when
+nothing matched.
+
+Segmentation is jieba's own accurate mode without HMM (the HMM only invents
+out-of-vocabulary words, which can never be keywords). `_segment` runs the same
+DAG + dynamic programme as `Tokenizer.cut(text, HMM=False)` over this tokenizer's
+dictionary in one pass, about twice as fast; tests/test_triage.py checks that the
+tokens are identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from math import log
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+from config.keywords import KeywordTables, normalize
+
+if TYPE_CHECKING:  # pragma: no cover
+    import jieba
+
+    from handlers.triage_learn import Overlay
+
+CACHE_FILE = "kpbot-jieba.cache"
+NO_MATCH = "no_match"
+AMBIGUOUS = "ambiguous"
+
+# jieba's block pattern (re_han_default).
+_RE_HAN = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
+# Tokens that end a clause. "、" lists items inside one clause, so it is not here.
+_CLAUSE_ENDS = frozenset("，,。.；;！!？?：:\n\r\t …~～()（）【】[]")
+# Tokens that keep a negation going over a list: "无阻工、扰工", "没有发生阻工".
+_NEGATION_PASS = frozenset(["、", "和", "或", "及", "等", "发生", "出现", "任何", "过", "的", "情况"])
+_MEMO_LIMIT = 200_000
+_FREQ_BOOST = 5  # keywords get 5x the frequency jieba suggests, so context rarely splits them
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    """A real handling unit, as the organisation knows it."""
+
+    key: str
+    name: str
+    unit_type: str
+    office_key: str
+
+
+@dataclass(frozen=True)
+class Triage:
+    text: str
+    unit_type: str | None  # None when needs_office
+    candidates: tuple[tuple[str, float], ...]  # ranked, scores rounded to 2 places
+    matched: Mapping[str, tuple[str, ...]]  # unit type -> words that counted for it
+    confidence: float  # 0..1
+    tier: str  # 'obstruction' | 'general' | 'major'
+    tier_words: tuple[str, ...]
+    needs_office: bool
+    reason: str | None  # 'no_match' | 'ambiguous' | None
+    secondary: tuple[str, ...] = ()  # other unit types the report names
+
+    def matched_words(self) -> tuple[str, ...]:
+        """Words behind the decision: the chosen type's words then the tier words;
+        every matched word when the office has to decide."""
+        if self.unit_type is not None:
+            words = list(self.matched.get(self.unit_type, ()))
+        else:
+            words = [w for ws in self.matched.values() for w in ws]
+        for word in self.tier_words:
+            if word not in words:
+                words.append(word)
+        return tuple(dict.fromkeys(words))
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """What one keyword contributes."""
+
+    word: str
+    types: tuple[tuple[int, float], ...]  # (type index, +weight)
+    negative: tuple[tuple[int, float], ...]  # (type index, weight to subtract)
+    tiers: tuple[tuple[str, float], ...]  # (tier, weight); negative weights count against it
+    obstruction: bool
+
+
+@dataclass(repr=False)
+class Classifier:
+    """Keyword tables + their own tokenizer (+ an optional learned overlay).
+
+    Create it with `build_classifier`. `classify` is pure apart from two memos
+    (token -> keywords, fragment -> log probability) that only speed it up; the
+    tokenizer's dictionary must not change once the classifier exists."""
+
+    tables: KeywordTables
+    tokenizer: "jieba.Tokenizer"
+    overlay: "Overlay | None" = None
+    _type_names: tuple[str, ...] = field(init=False, repr=False)
+    _hits: dict[str, _Hit] = field(init=False, repr=False)
+    _memo: dict[str, tuple[_Hit, ...]] = field(init=False, repr=False)
+    _overlay: dict[str, tuple[tuple[int, float], ...]] = field(init=False, repr=False)
+    _negators: frozenset[str] = field(init=False, repr=False)
+    _blocked: frozenset[str] = field(init=False, repr=False)
+    _char_cues: dict[str, tuple[tuple[str, float], ...]] = field(init=False, repr=False)
+    _logp: dict = field(init=False, repr=False)
+    _logtotal: float | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._type_names = tuple(self.tables.types)
+        self._hits = _compile_hits(self.tables, self._type_names)
+        self._memo = {}
+        # The tokenizer's dictionary must not change after this point (build_classifier
+        # adds the keywords before creating the Classifier).
+        self._logp = {}
+        self._logtotal = None
+        self._negators = frozenset(self.tables.params.negators)
+        self._blocked = frozenset(self.tables.extra_words)
+        cues: dict[str, list[tuple[str, float]]] = {}
+        for tier, table in self.tables.tiers.items():
+            for char, weight in table.chars.items():
+                cues.setdefault(char, []).append((tier, weight))
+        self._char_cues = {c: tuple(v) for c, v in cues.items()}
+        self._overlay = _compile_overlay(self.overlay, self._type_names)
+
+    def __repr__(self) -> str:
+        words = sum(len(t.words) for t in self.tables.types.values())
+        overlay = len(self.overlay) if self.overlay is not None else 0
+        return f"<Classifier {len(self._type_names)} unit types, {words} words, overlay {overlay} tokens>"
+
+    # -- public ------------------------------------------------------------
+    def with_overlay(self, overlay: "Overlay | None") -> "Classifier":
+        """The same tables and tokenizer with another overlay. Cheap: shares the
+        tokenizer, the compiled tables and the memos (they depend on neither)."""
+        other = copy.copy(self)
+        other.overlay = overlay
+        other._overlay = _compile_overlay(overlay, self._type_names)
+        return other
+
+    def tokens(self, text: str) -> list[str]:
+        """The report's tokens as the classifier sees them (normalised)."""
+        return self._segment(normalize(text))
+
+    def classify(self, text: str) -> Triage:
+        params = self.tables.params
+        names = self._type_names
+        tokens = self._segment(normalize(text))
+        n = len(names)
+        scores = [0.0] * n
+        contrib: list[list[float]] = [[] for _ in range(n)]
+        first = [1 << 30] * n
+        matched: dict[int, list[str]] = {}
+        tier_score = {"obstruction": 0.0, "major": 0.0}
+        tier_words: dict[str, list[str]] = {"obstruction": [], "major": []}
+        seen: set[str] = set()
+        seen_overlay: set[str] = set()
+        overlay = self._overlay
+        memo = self._memo
+        negators = self._negators
+        decay, floor = params.clause_decay, params.min_clause_factor
+        factor = 1.0
+        clause = 0
+        negating = False
+        for pos, tok in enumerate(tokens):
+            if tok in _CLAUSE_ENDS or tok.isspace():
+                clause += 1
+                factor = max(floor, 1.0 - decay * clause)
+                negating = False
+                continue
+            if tok in negators:
+                negating = True
+                continue
+            hits = memo.get(tok)
+            if hits is None:
+                hits = self._lookup(tok)
+            if negating and not (tok in _NEGATION_PASS or any(h.obstruction for h in hits)):
+                negating = False
+            for hit in hits:
+                word = hit.word
+                if word in seen:
+                    continue
+                if hit.obstruction and negating:
+                    continue
+                seen.add(word)
+                for idx, weight in hit.types:
+                    contrib[idx].append(weight * factor)
+                    if pos < first[idx]:
+                        first[idx] = pos
+                    matched.setdefault(idx, []).append(word)
+                for idx, weight in hit.negative:
+                    scores[idx] -= weight * factor
+                for tier, weight in hit.tiers:
+                    tier_score[tier] += weight
+                    if weight > 0:
+                        tier_words[tier].append(word)
+            if overlay and tok in overlay and tok not in seen_overlay:
+                seen_overlay.add(tok)
+                for idx, delta in overlay[tok]:
+                    scores[idx] += delta * factor
+                    if delta > 0:
+                        if pos < first[idx]:
+                            first[idx] = pos
+                        matched.setdefault(idx, []).append(tok)
+        extra = params.extra_word_factor
+        for idx in range(n):
+            c = contrib[idx]
+            if c:
+                c.sort(reverse=True)
+                scores[idx] += c[0] + extra * sum(c[1:])
+        return self._decide(text, scores, first, matched, tier_score, tier_words)
+
+    # -- internals ---------------------------------------------------------
+    def _decide(
+        self,
+        text: str,
+        scores: list[float],
+        first: list[int],
+        matched: dict[int, list[str]],
+        tier_score: dict[str, float],
+        tier_words: dict[str, list[str]],
+    ) -> Triage:
+        params = self.tables.params
+        names = self._type_names
+        ranked = sorted((i for i in range(len(names)) if scores[i] > 1e-9), key=lambda i: (-scores[i], first[i], i))
+        tiers = self.tables.tiers
+        if tier_score["obstruction"] >= tiers["obstruction"].threshold:
+            tier = "obstruction"
+        elif tier_score["major"] >= tiers["major"].threshold:
+            tier = "major"
+        else:
+            tier = "general"
+        words_of_tier = tuple(dict.fromkeys(tier_words.get(tier, ())))
+
+        main: int | None = None
+        reason: str | None = None
+        if tier == "obstruction" and params.obstruction_unit is not None:
+            # The police unit leads; its score is at least the obstruction evidence.
+            main = names.index(params.obstruction_unit)
+            scores[main] = max(scores[main], tier_score["obstruction"])
+            if main in ranked:
+                ranked.remove(main)
+            ranked.insert(0, main)
+        elif not ranked or scores[ranked[0]] < params.min_score:
+            reason = NO_MATCH
+        elif len(ranked) > 1 and scores[ranked[1]] >= params.ambiguity_ratio * scores[ranked[0]]:
+            reason = AMBIGUOUS
+        else:
+            main = ranked[0]
+
+        if reason == NO_MATCH:
+            confidence = 0.0
+        else:
+            s1 = scores[ranked[0]]
+            s2 = max((scores[i] for i in ranked[1:]), default=0.0)
+            margin = max(0.0, (s1 - s2) / s1) if s1 > 0 else 0.0
+            confidence = round(s1 / (s1 + 2.0) * (0.5 + 0.5 * margin), 3)
+
+        secondary: tuple[str, ...] = ()
+        if main is not None and len(ranked) > 1:
+            reference = max(scores[i] for i in ranked[1:]) if tier == "obstruction" else scores[main]
+            secondary = tuple(
+                names[i]
+                for i in ranked[1:]
+                if scores[i] >= params.min_score and scores[i] >= params.secondary_ratio * reference
+            )
+        return Triage(
+            text=text,
+            unit_type=names[main] if main is not None else None,
+            candidates=tuple((names[i], round(scores[i], 2)) for i in ranked),
+            matched=MappingProxyType({names[i]: tuple(ws) for i, ws in matched.items()}),
+            confidence=confidence,
+            tier=tier,
+            tier_words=words_of_tier,
+            needs_office=main is None,
+            reason=reason,
+            secondary=secondary,
+        )
+
+    def _lookup(self, tok: str) -> tuple[_Hit, ...]:
+        """Keywords in one token: the token itself, or else the longest keywords
+        inside it, left to right (公安局 -> 公安); failing both, the tier character
+        cues in it (围殴 -> 殴). Extra words match nothing. Memoised."""
+        hits = self._hits
+        hit = hits.get(tok)
+        if tok in self._blocked:
+            found: tuple[_Hit, ...] = ()
+        elif hit is not None and (hit.types or hit.negative or len(tok) < 3):
+            found = (hit,)
+        elif len(tok) < 3:
+            found = ()
+        else:
+            # A whole-token tier word (省交通厅) still names a unit type inside it.
+            out: list[_Hit] = [hit] if hit is not None else []
+            i, n = 0, len(tok)
+            while i < n - 1:
+                for j in range(n, i + 1, -1):
+                    sub = hits.get(tok[i:j])
+                    if sub is not None and sub is not hit:
+                        out.append(sub)
+                        i = j
+                        break
+                else:
+                    i += 1
+            found = tuple(out)
+        if not found and tok not in self._blocked:
+            cues = [(t, w) for ch in dict.fromkeys(tok) for t, w in self._char_cues.get(ch, ())]
+            if cues:
+                found = (
+                    _Hit(
+                        word=tok,
+                        types=(),
+                        negative=(),
+                        tiers=tuple(cues),
+                        obstruction=any(t == "obstruction" for t, _ in cues),
+                    ),
+                )
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[tok] = found
+        return found
+
+    def _segment(self, text: str) -> list[str]:
+        """jieba accurate mode without HMM (identical tokens to
+        ``self.tokenizer.lcut(text, HMM=False)``), in one pass per block."""
+        tk = self.tokenizer
+        if self._logtotal is None or len(self._logp) > _MEMO_LIMIT:
+            self._logp = {}
+            self._logtotal = log(tk.total)
+        logp, freq, logtotal = self._logp, tk.FREQ, self._logtotal
+        out: list[str] = []
+        for block in _RE_HAN.split(text):
+            if not block:
+                continue
+            if _RE_HAN.match(block):
+                _cut_block(block, logp, freq, logtotal, out)
+            else:
+                out.extend(block)
+        return out
+
+
+_ABSENT = object()  # fragment not in the dictionary: stop extending
+_PREFIX = object()  # only a prefix of dictionary words: extend, but not a word
+_UNSEEN = object()
+
+
+def _cut_block(block: str, logp: dict, freq: dict, logtotal: float, out: list[str]) -> None:
+    """jieba's get_DAG + calc + __cut_DAG_NO_HMM for one block, in one pass.
+
+    `logp` memoises, per fragment, log(freq) - log(total) (or _PREFIX / _ABSENT), so
+    the big dictionary and `log` are consulted once per distinct fragment."""
+    n = len(block)
+    best = [0.0] * (n + 1)
+    nxt = [0] * (n + 1)
+    get = logp.get
+    for k in range(n - 1, -1, -1):
+        bscore = 0.0
+        bend = -1
+        i = k + 1
+        frag = block[k]
+        while True:
+            v = get(frag, _UNSEEN)
+            if v is _UNSEEN:
+                f = freq.get(frag)
+                v = _ABSENT if f is None else (_PREFIX if f == 0 else log(f) - logtotal)
+                logp[frag] = v
+            if v is _ABSENT:
+                break
+            if v is not _PREFIX:
+                score = v + best[i]
+                if bend < 0 or score >= bscore:  # ties go to the longer word, as in jieba
+                    bscore = score
+                    bend = i
+            if i >= n:
+                break
+            i += 1
+            frag = block[k:i]
+        if bend < 0:  # unknown character: a word of its own with frequency 1
+            bscore = best[k + 1] - logtotal
+            bend = k + 1
+        best[k] = bscore
+        nxt[k] = bend
+    x = 0
+    buf = ""
+    while x < n:
+        y = nxt[x]
+        word = block[x:y]
+        if y - x == 1 and word.isascii() and word.isalnum():  # jieba's re_eng: glue letters/digits
+            buf += word
+        else:
+            if buf:
+                out.append(buf)
+                buf = ""
+            out.append(word)
+        x = y
+    if buf:
+        out.append(buf)
+
+
+def _compile_hits(tables: KeywordTables, names: Sequence[str]) -> dict[str, _Hit]:
+    index = {name: i for i, name in enumerate(names)}
+    plus: dict[str, list[tuple[int, float]]] = {}
+    minus: dict[str, list[tuple[int, float]]] = {}
+    tiers: dict[str, list[tuple[str, float]]] = {}
+    for name, table in tables.types.items():
+        for word, weight in table.words.items():
+            plus.setdefault(word, []).append((index[name], weight))
+        for word, weight in table.negative.items():
+            minus.setdefault(word, []).append((index[name], weight))
+    for tier, table in tables.tiers.items():
+        for word, weight in table.words.items():
+            tiers.setdefault(word, []).append((tier, weight))
+        for word, weight in table.negative.items():
+            tiers.setdefault(word, []).append((tier, -weight))
+    return {
+        word: _Hit(
+            word=word,
+            types=tuple(plus.get(word, ())),
+            negative=tuple(minus.get(word, ())),
+            tiers=tuple(tiers.get(word, ())),
+            obstruction=any(t == "obstruction" and w > 0 for t, w in tiers.get(word, ())),
+        )
+        for word in set(plus) | set(minus) | set(tiers)
+    }
+
+
+def _compile_overlay(overlay: "Overlay | None", names: Sequence[str]) -> dict[str, tuple[tuple[int, float], ...]]:
+    if overlay is None:
+        return {}
+    index = {name: i for i, name in enumerate(names)}
+    out: dict[str, tuple[tuple[int, float], ...]] = {}
+    for token, deltas in overlay.weights.items():
+        pairs = tuple((index[t], float(d)) for t, d in deltas.items() if t in index and d)
+        if pairs:
+            out[normalize(token)] = pairs
+    return out
+
+
+def build_classifier(
+    tables: KeywordTables, cache_dir: Path | str | None, overlay: "Overlay | None" = None
+) -> Classifier:
+    """Create the tokenizer (own instance, cached prefix dictionary) and the classifier.
+
+    `cache_dir` holds jieba's prefix-dictionary cache (created if missing); None
+    uses the system temporary directory. The first start builds the cache (cold),
+    later starts load it (warm)."""
+    import jieba  # imported here: no jieba work at import time of this module
+
+    tokenizer = jieba.Tokenizer()
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.tmp_dir = str(cache_dir)
+    tokenizer.cache_file = CACHE_FILE
+    tokenizer.initialize()
+    for word in sorted(tables.vocabulary()):
+        if len(word) < 2:
+            continue  # a single character is always a token of its own when unclaimed
+        tokenizer.add_word(word, freq=tokenizer.suggest_freq(word, tune=False) * _FREQ_BOOST)
+    return Classifier(tables, tokenizer, overlay)
+
+
+def resolve_unit(
+    unit_type: str | None,
+    project_office_key: str | None,
+    units: Iterable[UnitRef],
+    parents: Mapping[str, str | None],
+) -> UnitRef | None:
+    """属地 resolution: the unit of `unit_type` at the project's office, else at the
+    nearest ancestor office that has one (a county project falls back to the city's
+    unit). `parents` maps office key -> parent office key (None at the top). A
+    project without an office (or a city-level one) resolves at the top office(s).
+    Returns None when no office on the way has a unit of that type."""
+    if unit_type is None:
+        return None
+    by_office: dict[str, UnitRef] = {}
+    for unit in sorted(units, key=lambda u: u.key):
+        if unit.unit_type == unit_type:
+            by_office.setdefault(unit.office_key, unit)
+    if project_office_key is None:
+        for office in sorted(k for k, parent in parents.items() if parent is None):
+            if office in by_office:
+                return by_office[office]
+        return None
+    office: str | None = project_office_key
+    visited: set[str] = set()
+    while office is not None and office not in visited:
+        visited.add(office)
+        if office in by_office:
+            return by_office[office]
+        office = parents.get(office)
+    return None
+
+
+def classify_to_json(classifier: Classifier, text: str, resolved_unit_name: str | None) -> dict:
+    """The `kpbot classify` line for one report."""
+    triage = classifier.classify(text)
+    return {
+        "text": text,
+        "unit_type": triage.unit_type,
+        "unit": resolved_unit_name if triage.unit_type is not None else None,
+        "tier": triage.tier,
+        "confidence": triage.confidence,
+        "matched": list(triage.matched_words()),
+        "candidates": [[t, s] for t, s in triage.candidates],
+        "needs_office": triage.needs_office,
+    }

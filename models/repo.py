@@ -1,0 +1,177 @@
+"""Queries over the organisation and the tickets. Nothing here commits: the
+caller's unit of work does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.tables import Identity, Office, Person, Project, Ticket, TicketCounter, TicketEvent, Unit
+from models.workflow import Actor
+
+# -- generic -------------------------------------------------------------------
+
+
+async def insert_ignore(session: AsyncSession, model, values: dict[str, Any], conflict: Iterable[str]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    result = await session.execute(stmt)
+    return bool(result.rowcount)
+
+
+# -- organisation ----------------------------------------------------------------
+
+
+async def person_by_identity(session: AsyncSession, channel: str, external_id: str) -> Person | None:
+    stmt = (
+        select(Person)
+        .join(Identity, Identity.person_id == Person.id)
+        .where(Identity.channel == channel, Identity.external_id == external_id, Person.active.is_(True))
+    )
+    return await session.scalar(stmt)
+
+
+async def person_by_key(session: AsyncSession, key: str) -> Person | None:
+    return await session.scalar(select(Person).where(Person.key == key))
+
+
+async def people_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Person]:
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    rows = (await session.scalars(select(Person).where(Person.id.in_(ids)))).all()
+    return {p.id: p for p in rows}
+
+
+async def all_offices(session: AsyncSession) -> list[Office]:
+    """Every office; read once per unit of work (several steps of one message ask)."""
+    cached = session.info.get("all_offices")
+    if cached is None:
+        cached = session.info["all_offices"] = list((await session.scalars(select(Office).order_by(Office.id))).all())
+    return cached
+
+
+async def office_by_key(session: AsyncSession, key: str) -> Office | None:
+    return await session.scalar(select(Office).where(Office.key == key))
+
+
+def descendants(office_id: int, offices: Iterable[Office]) -> frozenset[int]:
+    """The office and every office below it (a city office oversees its counties)."""
+    children: dict[int | None, list[int]] = {}
+    for office in offices:
+        children.setdefault(office.parent_id, []).append(office.id)
+    found, todo = set(), [office_id]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(children.get(current, ()))
+    return frozenset(found)
+
+
+async def actor_for(session: AsyncSession, person: Person) -> Actor:
+    scope: frozenset[int] = frozenset()
+    if "office" in person.roles and person.office_id is not None:
+        scope = descendants(person.office_id, await all_offices(session))
+    return Actor(person_id=person.id, roles=person.roles, unit_id=person.unit_id, office_scope=scope)
+
+
+async def office_staff(session: AsyncSession, office_id: int) -> list[Person]:
+    stmt = select(Person).where(Person.office_id == office_id, Person.active.is_(True)).order_by(Person.id)
+    return [p for p in (await session.scalars(stmt)).all() if "office" in p.roles]
+
+
+async def units_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Unit]:
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    return {u.id: u for u in (await session.scalars(select(Unit).where(Unit.id.in_(ids)))).all()}
+
+
+async def all_units(session: AsyncSession) -> list[Unit]:
+    return list((await session.scalars(select(Unit).order_by(Unit.id))).all())
+
+
+async def find_unit(session: AsyncSession, text: str) -> list[Unit]:
+    """Units whose key or name matches what an officer typed (exact first, then partial)."""
+    text = text.strip()
+    units = await all_units(session)
+    exact = [u for u in units if text in (u.key, u.name)]
+    return exact or [u for u in units if text and text in u.name]
+
+
+async def projects_of_liaison(session: AsyncSession, person_id: int) -> list[Project]:
+    stmt = select(Project).where(Project.liaisons.any(Person.id == person_id)).order_by(Project.id)
+    return list((await session.scalars(stmt)).all())
+
+
+# -- tickets ---------------------------------------------------------------------
+
+def format_ticket_number(prefix: str, year: int, seq: int) -> str:
+    """`YD-2026-0007`: office prefix, year, sequence within that office and year."""
+    return f"{prefix}-{year}-{seq:04d}"
+
+
+async def allocate_ticket_number(session: AsyncSession, office: Office, year: int) -> str:
+    await insert_ignore(session, TicketCounter, {"office_id": office.id, "year": year, "last": 0},
+                        ["office_id", "year"])
+    stmt = (
+        update(TicketCounter)
+        .where(TicketCounter.office_id == office.id, TicketCounter.year == year)
+        .values(last=TicketCounter.last + 1)
+        .returning(TicketCounter.last)
+    )
+    seq = (await session.execute(stmt)).scalar_one()
+    return format_ticket_number(office.ticket_prefix, year, seq)
+
+
+async def ticket_by_number(session: AsyncSession, number: str, *, for_update: bool = False) -> Ticket | None:
+    stmt = select(Ticket).where(Ticket.number == number)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return await session.scalar(stmt)
+
+
+async def ticket_events(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:
+    stmt = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.at, TicketEvent.id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def open_tickets(session: AsyncSession, *, reporter_id: int | None = None, unit_id: int | None = None,
+                       office_ids: Iterable[int] | None = None, limit: int = 50) -> list[Ticket]:
+    stmt = select(Ticket).where(Ticket.is_open.is_(True))
+    if reporter_id is not None:
+        stmt = stmt.where(Ticket.reporter_id == reporter_id)
+    if unit_id is not None:
+        stmt = stmt.where(Ticket.unit_id == unit_id)
+    if office_ids is not None:
+        stmt = stmt.where(Ticket.office_id.in_(list(office_ids)))
+    stmt = stmt.order_by(Ticket.next_action_at.is_(None), Ticket.next_action_at, Ticket.id).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def tickets_due(session: AsyncSession, now: datetime, limit: int = 1000) -> list[Ticket]:
+    """Open tickets whose next action is due: one indexed range."""
+    stmt = (
+        select(Ticket)
+        .where(Ticket.is_open.is_(True), Ticket.next_action_at <= now)
+        .order_by(Ticket.next_action_at)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def counts_by_unit_status(session: AsyncSession, office_ids: Iterable[int] | None = None):
+    """(unit_id, status, count) over open tickets: what a digest needs."""
+    stmt = select(Ticket.unit_id, Ticket.status, func.count()).where(Ticket.is_open.is_(True))
+    if office_ids is not None:
+        stmt = stmt.where(Ticket.office_id.in_(list(office_ids)))
+    stmt = stmt.group_by(Ticket.unit_id, Ticket.status)
+    return [tuple(row) for row in (await session.execute(stmt)).all()]
