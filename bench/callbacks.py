@@ -3,8 +3,9 @@
     python bench/callbacks.py [--seconds 5]
 
 1. Throughput and p50/p99 latency at concurrency 1, 16 and 64 for
-   a) a bare aiohttp + wechatpy server that checks, decrypts and answers, and
-   b) `kpbot serve` on SQLite (dispatcher off: this measures the callback path,
+   a) a bare aiohttp + wechatpy server that checks, decrypts and answers,
+   b) the same committing one SQLite row per message before it answers, and
+   c) `kpbot serve` on SQLite (dispatcher off: this measures the callback path,
       which verifies, decrypts, parses and commits one row per message).
 2. Report -> reply latency: `kpbot serve` with everything on, its WeCom API
    pointed at the fake WeCom server in this process; 50 reports per second;
@@ -50,6 +51,34 @@ app.router.add_post("/wecom/callback", callback)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
+# The same, committing one row per message before answering, the plain way:
+# sqlite3 on the event loop, one transaction per message, with the durability
+# kpbot's inbox has (WAL, synchronous=FULL).
+BARE_ROW_SERVER = f"""
+import sqlite3, sys
+from aiohttp import web
+from wechatpy.enterprise import parse_message
+from wechatpy.enterprise.crypto import WeChatCrypto
+crypto = WeChatCrypto({TOKEN!r}, {AES_KEY!r}, {CORP_ID!r})
+db = sqlite3.connect(sys.argv[2], isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE IF NOT EXISTS inbound (id INTEGER PRIMARY KEY, message_id TEXT UNIQUE, sender TEXT, xml TEXT)")
+async def callback(request):
+    q = request.query
+    body = await request.read()
+    xml = crypto.decrypt_message(body, q["msg_signature"], q["timestamp"], q["nonce"])
+    message = parse_message(xml)
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT OR IGNORE INTO inbound (message_id, sender, xml) VALUES (?, ?, ?)",
+                   (str(message.id), message.source, xml))
+    return web.Response(text="")
+app = web.Application()
+app.router.add_post("/wecom/callback", callback)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -64,7 +93,7 @@ def kpbot_env(data_dir: str, port: int, api_base: str, dispatcher: bool) -> dict
         "KPBOT_WECOM_AGENT_ID": str(AGENT), "KPBOT_WECOM_SECRET": SECRET, "KPBOT_WECOM_TOKEN": TOKEN,
         "KPBOT_WECOM_AES_KEY": AES_KEY, "KPBOT_WECOM_API_BASE": api_base, "KPBOT_SIMULATOR": "off",
         "KPBOT_DISPATCHER_ENABLED": "true" if dispatcher else "false", "KPBOT_SCHEDULER_ENABLED": "false",
-        "KPBOT_LOG_LEVEL": "WARNING", "KPBOT_DISPATCH_POLL_SECONDS": "0.05", "KPBOT_OUTBOX_POLL_SECONDS": "0.05",
+        "KPBOT_LOG_LEVEL": "WARNING",
     })
     env.pop("KPBOT_DATABASE_URL", None)
     return env
@@ -112,27 +141,35 @@ async def throughput(seconds: float) -> None:
     builder = CallbackBuilder(TOKEN, AES_KEY, CORP_ID, AGENT)
     results = {}
     with tempfile.TemporaryDirectory() as data_dir:
-        bare_port, kp_port = free_port(), free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
-        kp = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT,
-                              env=kpbot_env(data_dir, kp_port, "http://127.0.0.1:9", dispatcher=False))
+        ports = {name: free_port() for name in SERVERS}
+        processes = {
+            "bare": subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(ports["bare"])]),
+            "bare+row": subprocess.Popen([sys.executable, "-c", BARE_ROW_SERVER, str(ports["bare+row"]),
+                                          str(Path(data_dir) / "bare.db")]),
+            "kpbot": subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT,
+                                      env=kpbot_env(data_dir, ports["kpbot"], "http://127.0.0.1:9", dispatcher=False)),
+        }
         try:
-            for name, port, process in (("bare", bare_port, bare), ("kpbot", kp_port, kp)):
-                url = f"http://127.0.0.1:{port}/wecom/callback"
-                await wait_up(url, process)
+            for name in SERVERS:
+                url = f"http://127.0.0.1:{ports[name]}/wecom/callback"
+                await wait_up(url, processes[name])
                 await load(url, builder, 4, 1.0)  # warm up
                 for concurrency in (1, 16, 64):
                     count, latencies = await load(url, builder, concurrency, seconds)
                     results[(name, concurrency)] = (count / seconds, pct(latencies, 50), pct(latencies, 99))
         finally:
-            for process in (bare, kp):
+            for process in processes.values():
                 process.terminate()
                 process.wait(10)
-    print("WeCom encrypted callbacks (SQLite, one committed row per message for kpbot)")
-    print(f"{'server':<8}{'conc':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>10}")
+    print("WeCom encrypted callbacks on SQLite: bare = decrypt and answer; bare+row = also commit one row per\n"
+          "message (sqlite3, synchronous=FULL); kpbot = verify, decrypt, parse, commit (group commit, FULL)")
+    print(f"{'server':<10}{'conc':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>10}{'vs +row':>10}")
     for (name, concurrency), (rate, p50, p99) in results.items():
-        ratio = rate / results[("bare", concurrency)][0]
-        print(f"{name:<8}{concurrency:>6}{rate:>10.0f}{p50:>10.2f}{p99:>10.2f}{ratio:>10.2f}")
+        ratios = [rate / results[(base, concurrency)][0] for base in ("bare", "bare+row")]
+        print(f"{name:<10}{concurrency:>6}{rate:>10.0f}{p50:>10.2f}{p99:>10.2f}{ratios[0]:>10.2f}{ratios[1]:>10.2f}")
+
+
+SERVERS = ("bare", "bare+row", "kpbot")
 
 
 async def report_to_reply(rate: float, seconds: float) -> None:

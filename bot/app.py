@@ -149,6 +149,7 @@ def _database(runtime: Runtime):
         if settings.load_demo_org:
             await _load_org_if_empty(runtime)
         yield
+        await runtime.ingest.close()
         await runtime.engine.dispose()
 
     return context

@@ -7,6 +7,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from models.sqlite_driver import one_hop_creator
+
 
 def is_sqlite(url_or_engine) -> bool:
     url = url_or_engine.url if isinstance(url_or_engine, AsyncEngine) else make_url(url_or_engine)
@@ -31,8 +33,8 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
         # One connection: SQLite lets one writer in at a time anyway, and waiting for
         # the pool is fair and asyncio-friendly, where SQLite's busy handler sleeps
         # in growing steps of up to 100 ms. Nothing may hold two sessions at once.
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, pool_size=1, max_overflow=0,
-                                     pool_timeout=60)
+        engine = create_async_engine(url, echo=echo, async_creator=one_hop_creator(url, {"timeout": 30}),
+                                     pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -42,15 +44,25 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # Let SQLAlchemy, not the driver, start transactions (see _sqlite_begin_immediate).
+def is_memory_sqlite(url_or_engine) -> bool:
+    url = make_url(url_or_engine.url if isinstance(url_or_engine, AsyncEngine) else url_or_engine)
+    return is_sqlite(url) and url.database in (None, "", ":memory:")
+
+
+def configure_sqlite(dbapi_connection, *, synchronous: str = "NORMAL") -> None:
+    """WAL, foreign keys, a busy timeout; transactions started explicitly by the
+    caller (BEGIN IMMEDIATE), never implicitly by the driver."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    configure_sqlite(dbapi_connection)  # SQLAlchemy starts the transactions: see _sqlite_begin_immediate
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

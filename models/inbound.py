@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -16,14 +17,14 @@ from models.tables import InboundMessage
 MAX_ATTEMPTS = 3
 
 
-async def store_many(connection: AsyncConnection, rows: list[dict]) -> set[tuple[str, str]]:
+def insert_new(connection: Connection, rows: list[dict]) -> set[tuple[str, str]]:
     """Insert-or-ignore many messages in one statement; returns the (channel,
     message id) pairs that were new. Rows: channel, message_id, sender_id,
-    payload, received_at."""
+    payload, received_at. Synchronous, so that an SQLite writer thread can run
+    the whole batch at once (bot.ingest)."""
     if not rows:
         return set()
-    dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     values = [row | {"status": "pending", "attempts": 0} for row in rows]
     # One statement for the batch, compiled once and cached (SQLAlchemy's
     # "insertmanyvalues" turns the executemany into multi-row INSERT ... RETURNING).
@@ -32,8 +33,12 @@ async def store_many(connection: AsyncConnection, rows: list[dict]) -> set[tuple
         .on_conflict_do_nothing(index_elements=["channel", "message_id"])
         .returning(InboundMessage.channel, InboundMessage.message_id)
     )
-    result = await connection.execute(stmt, values)
-    return {tuple(r) for r in result.all()}
+    return {tuple(r) for r in connection.execute(stmt, values).all()}
+
+
+async def store_many(connection: AsyncConnection, rows: list[dict]) -> set[tuple[str, str]]:
+    """`insert_new` on an async connection."""
+    return await connection.run_sync(insert_new, rows)
 
 
 async def claim_next(session: AsyncSession, busy_senders: Collection[tuple[str, str]] = ()) -> InboundMessage | None:

@@ -23,7 +23,10 @@ def message(sender: str, n: int) -> IncomingMessage:
 
 async def store_all(engine, messages) -> list[bool]:
     store = BatchingStore(engine)
-    return await asyncio.gather(*(store.store(m) for m in messages))
+    try:
+        return await asyncio.gather(*(store.store(m) for m in messages))
+    finally:
+        await store.close()
 
 
 async def test_two_instances_process_each_message_once_and_in_order_per_sender(database):

@@ -29,9 +29,10 @@ from typing import Any
 from xml.parsers import expat
 
 from aiohttp import web
-from wechatpy.enterprise import parse_message
 from wechatpy.enterprise.crypto import PrpCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
+from wechatpy.enterprise.messages import MESSAGE_TYPES
+from wechatpy.messages import UnknownMessage
 from wechatpy.utils import WeChatSigner
 
 from bot.channels.wecom_api import WeComClient  # noqa: F401  (re-exported for app.py)
@@ -265,9 +266,9 @@ _VOICE_MIME = {"amr": "audio/amr", "speex": "audio/speex"}
 def to_incoming(xml_text: str, received_at: datetime) -> IncomingMessage:
     """Map one decrypted WeCom XML message to an IncomingMessage (pure; no I/O).
 
-    wechatpy's `parse_message` gives the typed message (text, image, voice, location,
-    ...). Events are read from the safely parsed XML: `template_card_event` is not
-    modelled by wechatpy 1.8.18 (it would parse as UnknownMessage).
+    wechatpy's message classes give the typed message (text, image, voice, location,
+    ...). Events are read from the parsed fields directly: `template_card_event` is
+    not modelled by wechatpy 1.8.18 (it would be an UnknownMessage).
     """
     fields = parse_xml(xml_text)  # refuses DOCTYPE/ENTITY before wechatpy's parser sees it
     sender = _text_field(fields, "FromUserName")
@@ -291,10 +292,9 @@ def to_incoming(xml_text: str, received_at: datetime) -> IncomingMessage:
         log.info("wecom event %r from %s tolerated as unknown", event, sender)
         return IncomingMessage(message_id=message_id, kind=MessageKind.UNKNOWN, **base)
 
-    try:
-        parsed = parse_message(xml_text)
-    except Exception as exc:  # xmltodict / wechatpy field errors on odd input
-        raise _bad(f"unparseable message ({_exc_name(exc)})") from None
+    # wechatpy's message model over the fields parsed above: its parse_message
+    # would parse the same XML a second time (with xmltodict), unguarded.
+    parsed = MESSAGE_TYPES.get(msg_type, UnknownMessage)(fields)
     msg_id = _text_field(fields, "MsgId", required=False)
     message_id = msg_id or _digest_id("msg", [fields])
 
