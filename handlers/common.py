@@ -426,10 +426,7 @@ async def load_view(ctx: Context, ticket: Ticket) -> View:
 async def load_views(ctx: Context, tickets: Sequence[Ticket]) -> list[View]:
     session = ctx.session
     units = await repo.units_by_ids(session, [t.unit_id for t in tickets])
-    project_ids = {t.project_id for t in tickets if t.project_id}
-    projects = {}
-    if project_ids:
-        projects = {p.id: p for p in (await session.scalars(select(Project).where(Project.id.in_(project_ids))))}
+    projects = await repo.projects_by_ids(session, [t.project_id for t in tickets])
     offices = {o.id: o for o in await repo.all_offices(session)}
     people = await repo.people_by_ids(session, [t.reporter_id for t in tickets]
                                       + [u.contact_id for u in units.values()]

@@ -13,7 +13,7 @@ from handlers.triage import Triage
 from handlers.unit import todo
 from handlers.units import unit_resolver
 from models import repo
-from models.tables import Office, Project, Ticket, TicketAttachment, Unit
+from models.tables import Project, Ticket, TicketAttachment, Unit
 from models.tickets import create_ticket, make_move
 from models.workflow import SYSTEM, Move, Status
 
@@ -92,7 +92,7 @@ def triage_record(tri: Triage) -> dict:
 async def file_report(ctx: Context, project: Project, text: str, attachments: list[dict]) -> HandlerResult:
     """File the ticket at once; dispatch it when triage is sure, else to the office."""
     session = ctx.session
-    office = await session.get(Office, project.office_id)
+    office = await repo.office_by_id(session, project.office_id)
     tri = ctx.services.classifier.classify(text)
     resolve = await unit_resolver(session, office.id)
     unit: Unit | None = None if tri.needs_office else resolve(tri.unit_type)

@@ -18,7 +18,7 @@ async def unit_resolver(session: AsyncSession, office_id: int | None) -> Resolve
     """A function type -> Unit for problems of a project in office `office_id`
     (None: the top, city, level)."""
     offices = await repo.all_offices(session)
-    units = (await session.scalars(select(Unit).order_by(Unit.id))).all()
+    units = await repo.all_units(session)
     key_of = {o.id: o.key for o in offices}
     parents = {o.key: key_of.get(o.parent_id) for o in offices}
     top = next((o.key for o in offices if o.parent_id is None), None)

@@ -33,8 +33,9 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> A
         # One connection: SQLite lets one writer in at a time anyway, and waiting for
         # the pool is fair and asyncio-friendly, where SQLite's busy handler sleeps
         # in growing steps of up to 100 ms. Nothing may hold two sessions at once.
-        engine = create_async_engine(url, echo=echo, async_creator=one_hop_creator(url, {"timeout": 30}),
-                                     pool_size=1, max_overflow=0, pool_timeout=60)
+        # (An in-memory database lives in its one connection: SQLAlchemy's StaticPool.)
+        pool = {} if is_memory_sqlite(url) else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        engine = create_async_engine(url, echo=echo, async_creator=one_hop_creator(url, {"timeout": 30}), **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine

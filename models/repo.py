@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from models.tables import Identity, Office, Person, Project, Ticket, TicketCounter, TicketEvent, Unit
 from models.workflow import Actor
@@ -29,25 +30,67 @@ async def insert_ignore(session: AsyncSession, model, values: dict[str, Any], co
 # -- organisation ----------------------------------------------------------------
 
 
+def select_people():
+    """People with their roles and identities in the same query (one statement,
+    where the relationships' own selectin loading takes three)."""
+    return select(Person).options(joinedload(Person.role_rows), joinedload(Person.identities))
+
+
+async def _people(session: AsyncSession, stmt) -> list[Person]:
+    people = list((await session.scalars(stmt)).unique().all())
+    hold(session, people)
+    return people
+
+
 async def person_by_identity(session: AsyncSession, channel: str, external_id: str) -> Person | None:
     stmt = (
-        select(Person)
+        select_people()
         .join(Identity, Identity.person_id == Person.id)
         .where(Identity.channel == channel, Identity.external_id == external_id, Person.active.is_(True))
     )
-    return await session.scalar(stmt)
+    return next(iter(await _people(session, stmt)), None)
+
+
+# One message is one unit of work, and its steps ask for the same rows again
+# (the unit found by triage is shown in the reply, its contact is told, the new
+# ticket is named in the notices): rows already in the session are used as they
+# are instead of being selected again.
+
+
+def hold(session: AsyncSession, objects: Iterable[Any]) -> None:
+    """Keep rows of this unit of work alive until it ends: the session's identity
+    map holds unchanged rows only weakly, and a later step may ask for them."""
+    session.info.setdefault("held", []).extend(objects)
+
+
+def _loaded(session: AsyncSession, model, ids: set[int]) -> dict[int, Any]:
+    identity_map = session.sync_session.identity_map
+    found = {}
+    for i in ids:
+        obj = identity_map.get(session.identity_key(model, i))
+        if obj is not None:
+            found[i] = obj
+    return found
+
+
+def _loaded_where(session: AsyncSession, model, predicate) -> Any | None:
+    return next((o for o in session.sync_session.identity_map.values()
+                 if isinstance(o, model) and predicate(o)), None)
 
 
 async def person_by_key(session: AsyncSession, key: str) -> Person | None:
-    return await session.scalar(select(Person).where(Person.key == key))
+    loaded = _loaded_where(session, Person, lambda p: p.key == key)
+    if loaded is not None:
+        return loaded
+    return next(iter(await _people(session, select_people().where(Person.key == key))), None)
 
 
 async def people_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Person]:
     ids = {i for i in ids if i is not None}
-    if not ids:
-        return {}
-    rows = (await session.scalars(select(Person).where(Person.id.in_(ids)))).all()
-    return {p.id: p for p in rows}
+    people = _loaded(session, Person, ids)
+    if missing := ids - people.keys():
+        people |= {p.id: p for p in await _people(session, select_people().where(Person.id.in_(missing)))}
+    return people
 
 
 async def all_offices(session: AsyncSession) -> list[Office]:
@@ -56,6 +99,10 @@ async def all_offices(session: AsyncSession) -> list[Office]:
     if cached is None:
         cached = session.info["all_offices"] = list((await session.scalars(select(Office).order_by(Office.id))).all())
     return cached
+
+
+async def office_by_id(session: AsyncSession, office_id: int) -> Office | None:
+    return next((o for o in await all_offices(session) if o.id == office_id), None)
 
 
 async def office_by_key(session: AsyncSession, key: str) -> Office | None:
@@ -84,19 +131,34 @@ async def actor_for(session: AsyncSession, person: Person) -> Actor:
 
 
 async def office_staff(session: AsyncSession, office_id: int) -> list[Person]:
-    stmt = select(Person).where(Person.office_id == office_id, Person.active.is_(True)).order_by(Person.id)
-    return [p for p in (await session.scalars(stmt)).all() if "office" in p.roles]
+    stmt = select_people().where(Person.office_id == office_id, Person.active.is_(True)).order_by(Person.id)
+    return [p for p in await _people(session, stmt) if "office" in p.roles]
 
 
 async def units_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Unit]:
     ids = {i for i in ids if i is not None}
-    if not ids:
-        return {}
-    return {u.id: u for u in (await session.scalars(select(Unit).where(Unit.id.in_(ids)))).all()}
+    units = _loaded(session, Unit, ids)
+    if missing := ids - units.keys():
+        rows = (await session.scalars(select(Unit).where(Unit.id.in_(missing)))).all()
+        hold(session, rows)
+        units |= {u.id: u for u in rows}
+    return units
+
+
+async def projects_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Project]:
+    ids = {i for i in ids if i is not None}
+    projects = _loaded(session, Project, ids)
+    if missing := ids - projects.keys():
+        rows = (await session.scalars(select(Project).where(Project.id.in_(missing)))).all()
+        hold(session, rows)
+        projects |= {p.id: p for p in rows}
+    return projects
 
 
 async def all_units(session: AsyncSession) -> list[Unit]:
-    return list((await session.scalars(select(Unit).order_by(Unit.id))).all())
+    units = list((await session.scalars(select(Unit).order_by(Unit.id))).all())
+    hold(session, units)
+    return units
 
 
 async def find_unit(session: AsyncSession, text: str) -> list[Unit]:
@@ -109,7 +171,9 @@ async def find_unit(session: AsyncSession, text: str) -> list[Unit]:
 
 async def projects_of_liaison(session: AsyncSession, person_id: int) -> list[Project]:
     stmt = select(Project).where(Project.liaisons.any(Person.id == person_id)).order_by(Project.id)
-    return list((await session.scalars(stmt)).all())
+    projects = list((await session.scalars(stmt)).all())
+    hold(session, projects)
+    return projects
 
 
 # -- tickets ---------------------------------------------------------------------
@@ -120,23 +184,29 @@ def format_ticket_number(prefix: str, year: int, seq: int) -> str:
 
 
 async def allocate_ticket_number(session: AsyncSession, office: Office, year: int) -> str:
-    await insert_ignore(session, TicketCounter, {"office_id": office.id, "year": year, "last": 0},
-                        ["office_id", "year"])
-    stmt = (
-        update(TicketCounter)
-        .where(TicketCounter.office_id == office.id, TicketCounter.year == year)
-        .values(last=TicketCounter.last + 1)
-        .returning(TicketCounter.last)
-    )
+    # One upsert: the first ticket of an office's year creates its counter at 1;
+    # the row lock it takes (PostgreSQL) or the write lock (SQLite) serialises
+    # concurrent reports, so no two tickets get the same number.
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(TicketCounter).values(office_id=office.id, year=year, last=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["office_id", "year"], set_={"last": TicketCounter.last + 1}
+    ).returning(TicketCounter.last)
     seq = (await session.execute(stmt)).scalar_one()
     return format_ticket_number(office.ticket_prefix, year, seq)
 
 
 async def ticket_by_number(session: AsyncSession, number: str, *, for_update: bool = False) -> Ticket | None:
+    if not for_update:
+        loaded = _loaded_where(session, Ticket, lambda t: t.number == number)
+        if loaded is not None:
+            return loaded
     stmt = select(Ticket).where(Ticket.number == number)
     if for_update:
         stmt = stmt.with_for_update()
-    return await session.scalar(stmt)
+    ticket = await session.scalar(stmt)
+    hold(session, [ticket])
+    return ticket
 
 
 async def ticket_events(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:

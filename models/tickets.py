@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.policy import Policy
 from models import workflow
-from models.repo import allocate_ticket_number
+from models.repo import allocate_ticket_number, hold
 from models.tables import Office, Ticket, TicketEvent, TriageCorrection, Unit
 from models.workflow import Actor, Move
 
@@ -47,6 +47,7 @@ async def create_ticket(
     event = workflow.open_ticket(ticket, reporter_id=reporter_id, now=now, policy=policy)
     session.add(ticket)
     await session.flush()
+    hold(session, [ticket])
     event.ticket_id = ticket.id
     session.add(event)
     return ticket, event

@@ -27,12 +27,14 @@ class PollingLoop:
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before the work, not after: a wake() that arrives while
+            # run_once() is busy must make the loop look again at once.
+            self._wake.clear()
             try:
                 while await self._run_once():
                     pass
             except Exception:  # noqa: BLE001 - e.g. the database is briefly away: try again later
                 log.exception("%s loop error; retrying", self._name)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
             except TimeoutError:
