@@ -8,8 +8,9 @@
    c) `kpbot serve` on SQLite (dispatcher off: this measures the callback path,
       which verifies, decrypts, parses and commits one row per message).
 2. Report -> reply latency: `kpbot serve` with everything on, its WeCom API
-   pointed at the fake WeCom server in this process; 50 reports per second;
-   time from sending the callback to the fake receiving message/send.
+   pointed at the fake WeCom server in this process; 50 reports per second
+   from the demo's liaisons in turn, sent on schedule (open loop); time from a
+   report's due moment to the fake receiving its answer's message/send.
 Each server runs in its own process; the load comes from this one.
 """
 
@@ -31,10 +32,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from config.org import load_org  # noqa: E402
 from tests.fakes.wecom_api import CallbackBuilder, FakeWeComAPI  # noqa: E402
 
 CORP_ID, TOKEN, AES_KEY, SECRET, AGENT = "wwbench00000001", "benchToken", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "bench-secret", 1000002
-USER = "wuliu_liaison"
+USER = "wuliu_liaison"  # the throughput load's sender
 
 BARE_SERVER = f"""
 import sys
@@ -173,7 +175,14 @@ SERVERS = ("bare", "bare+row", "kpbot")
 
 
 async def report_to_reply(rate: float, seconds: float) -> None:
+    """Open loop: report i is due at t0 + i/rate whatever happened to the others
+    (a slow answer must not slow the load down and hide itself), from every demo
+    liaison in turn; latency counts from when the report was due."""
     builder = CallbackBuilder(TOKEN, AES_KEY, CORP_ID, AGENT)
+    users = demo_liaisons()
+    total = int(rate * seconds)
+    due = [i / rate for i in range(total)]
+    user_of = [users[i % len(users)] for i in range(total)]
     async with FakeWeComAPI(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT) as fake:
         with tempfile.TemporaryDirectory() as data_dir:
             port = free_port()
@@ -182,32 +191,69 @@ async def report_to_reply(rate: float, seconds: float) -> None:
             url = f"http://127.0.0.1:{port}/wecom/callback"
             try:
                 await wait_up(url, kp)
-                sent_at: list[float] = []
-                total = int(rate * seconds)
-                async with aiohttp.ClientSession() as session:
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(users))) as session:
+                    start = time.perf_counter()
+                    previous: dict[str, asyncio.Task] = {}
+                    tasks = []
                     for i in range(total):
-                        text = f"第{i}处：项目临时用电迟迟接不上，变压器还没装"
-                        query, body = builder.post(builder.text(USER, text))
-                        sent_at.append(time.perf_counter())
-                        async with session.post(url, params=query, data=body) as response:
-                            assert response.status == 200
-                        await asyncio.sleep(max(0.0, sent_at[-1] + 1 / rate - time.perf_counter()))
-                    deadline = time.perf_counter() + 60
-                    while len(replies_to_user(fake)) < total and time.perf_counter() < deadline:
+                        await asyncio.sleep(max(0.0, start + due[i] - time.perf_counter()))
+                        text = f"{PROBLEMS[i % len(PROBLEMS)]}（第{i}处）"
+                        # One user's reports go out in order (the k-th answer is to the k-th report).
+                        task = asyncio.create_task(post_after(previous.get(user_of[i]), session, url, builder,
+                                                              user_of[i], text))
+                        previous[user_of[i]] = task
+                        tasks.append(task)
+                    await asyncio.gather(*tasks)
+                    sent_in = time.perf_counter() - start
+                    deadline = time.perf_counter() + 120
+                    while len(replies(fake, users)) < total and time.perf_counter() < deadline:
                         await asyncio.sleep(0.05)
             finally:
                 kp.terminate()
                 kp.wait(10)
-            # One sender's messages are processed and answered in order: the k-th
-            # answer to the liaison is the answer to the k-th report.
-            latencies = [call.received_at - start for call, start in zip(replies_to_user(fake), sent_at)]
-    print(f"\nreport -> reply at {rate:.0f} reports/s for {seconds:.0f} s: {len(latencies)}/{total} answered, "
-          f"p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms")
+            answered = replies(fake, users)
+            latencies = []
+            for user in users:
+                mine = [start + d for d, u in zip(due, user_of) if u == user]
+                latencies += [call.received_at - at for call, at in zip(answered[user], mine)]
+    count = sum(len(v) for v in answered.values())
+    print(f"\nreport -> reply at {rate:.0f} reports/s for {seconds:.0f} s from {len(users)} liaisons "
+          f"(all sent in {sent_in:.1f} s): {count}/{total} answered, p50 {pct(latencies, 50):.1f} ms, "
+          f"p99 {pct(latencies, 99):.1f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms")
 
 
-def replies_to_user(fake: FakeWeComAPI) -> list:
-    return [c for c in fake.calls_to("/cgi-bin/message/send")
-            if c.answer and c.answer.get("errcode") == 0 and (c.json or {}).get("touser") == USER]
+PROBLEMS = [
+    "项目临时用电迟迟接不上，变压器还没装，影响设备调试",
+    "施工许可证办理卡在消防审验环节，已经等了两周",
+    "用地指标还没批下来，二期厂房无法开工",
+    "扬尘管控停工通知后，复工手续不清楚找谁办",
+    "排污许可证申请材料被退回，不知道还缺什么",
+]
+
+
+def demo_liaisons() -> list[str]:
+    org = load_org(ROOT / "config" / "org.toml")
+    return [p.identities["wecom"] for p in org.people if p.has_role("liaison") and "wecom" in p.identities]
+
+
+async def post_after(previous: asyncio.Task | None, session: aiohttp.ClientSession, url: str,
+                     builder: CallbackBuilder, user: str, text: str) -> None:
+    if previous is not None:
+        await previous
+    query, body = builder.post(builder.text(user, text))
+    async with session.post(url, params=query, data=body) as response:
+        assert response.status == 200, response.status
+
+
+def replies(fake: FakeWeComAPI, users: list[str]) -> dict[str, list]:
+    """Each user's successful message/send calls, in the order the fake got them."""
+    wanted = set(users)
+    answered: dict[str, list] = {user: [] for user in users}
+    for call in fake.calls_to("/cgi-bin/message/send"):
+        user = (call.json or {}).get("touser")
+        if call.answer and call.answer.get("errcode") == 0 and user in wanted:
+            answered[user].append(call)
+    return answered
 
 
 def main() -> None:

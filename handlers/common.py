@@ -529,12 +529,12 @@ def unit_card(ctx: Context, view: View, attachments: int = 0, note: str | None =
     )
 
 
-async def candidate_units(ctx: Context, ticket: Ticket, exclude: Iterable[int] = ()) -> list[Unit]:
+async def candidate_units(ctx: Context, ticket: Ticket, exclude: Iterable[int] = ()) -> list[repo.UnitRow]:
     """The units the office might dispatch to: triage's candidates resolved in the
     ticket's 属地, best first."""
     resolve = await unit_resolver(ctx.session, ticket.office_id)
     excluded = set(exclude)
-    found: list[Unit] = []
+    found: list[repo.UnitRow] = []
     types = [c[0] for c in (ticket.triage or {}).get("candidates") or []]
     if ticket.unit_type and ticket.unit_type not in types:
         types.insert(0, ticket.unit_type)
@@ -545,7 +545,7 @@ async def candidate_units(ctx: Context, ticket: Ticket, exclude: Iterable[int] =
     return found[:4]
 
 
-def dispatch_buttons(number: str, units: Sequence[Unit]) -> tuple[Button, ...]:
+def dispatch_buttons(number: str, units: Sequence[Unit | repo.UnitRow]) -> tuple[Button, ...]:
     return tuple(Button(f"交办 {number} {u.key}", u.name) for u in units)
 
 

@@ -13,7 +13,8 @@ from handlers.triage import Triage
 from handlers.unit import todo
 from handlers.units import unit_resolver
 from models import repo
-from models.tables import Project, Ticket, TicketAttachment, Unit
+from models.repo import UnitRow
+from models.tables import Project, Ticket, TicketAttachment
 from models.tickets import create_ticket, make_move
 from models.workflow import SYSTEM, Move, Status
 
@@ -95,7 +96,7 @@ async def file_report(ctx: Context, project: Project, text: str, attachments: li
     office = await repo.office_by_id(session, project.office_id)
     tri = ctx.services.classifier.classify(text)
     resolve = await unit_resolver(session, office.id)
-    unit: Unit | None = None if tri.needs_office else resolve(tri.unit_type)
+    unit: UnitRow | None = None if tri.needs_office else resolve(tri.unit_type)
     guess = unit or next((u for u in (resolve(t) for t, _ in tri.candidates) if u is not None), None)
     secondary = list(tri.secondary)
     ticket, _ = await create_ticket(

@@ -9,16 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.triage import UnitRef, resolve_unit
 from models import repo
-from models.tables import Project, Unit
+from models.repo import UnitRow
+from models.tables import Project
 
-Resolver = Callable[[str | None], Unit | None]
+Resolver = Callable[[str | None], UnitRow | None]
 
 
 async def unit_resolver(session: AsyncSession, office_id: int | None) -> Resolver:
-    """A function type -> Unit for problems of a project in office `office_id`
-    (None: the top, city, level)."""
+    """A function type -> unit (its id, key and name) for problems of a project in
+    office `office_id` (None: the top, city, level)."""
     offices = await repo.all_offices(session)
-    units = await repo.all_units(session)
+    units = await repo.unit_rows(session)
     key_of = {o.id: o.key for o in offices}
     parents = {o.key: key_of.get(o.parent_id) for o in offices}
     top = next((o.key for o in offices if o.parent_id is None), None)
@@ -26,7 +27,7 @@ async def unit_resolver(session: AsyncSession, office_id: int | None) -> Resolve
     refs = [UnitRef(key=u.key, name=u.name, unit_type=u.unit_type, office_key=key_of[u.office_id]) for u in units]
     by_key = {u.key: u for u in units}
 
-    def resolve(unit_type: str | None) -> Unit | None:
+    def resolve(unit_type: str | None) -> UnitRow | None:
         if unit_type is None or office_key is None:
             return None
         ref = resolve_unit(unit_type, office_key, refs, parents)

@@ -3,11 +3,13 @@ PostgreSQL goes through asyncpg."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from models.sqlite_driver import one_hop_creator
+from models.sqlite_driver import sqlite_creator
 
 
 def is_sqlite(url_or_engine) -> bool:
@@ -26,17 +28,19 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> AsyncEngine:
-    """`schema` (PostgreSQL only) puts kpbot's tables in that schema via search_path."""
+def make_engine(url: str, *, echo: bool = False, schema: str | None = None, inline: bool = True) -> AsyncEngine:
+    """`schema` (PostgreSQL only) puts kpbot's tables in that schema via search_path.
+    `inline` (SQLite only): statements run on the event loop (models.sqlite_driver)."""
     url = normalise_url(url)
     if is_sqlite(url):
         # One connection: SQLite lets one writer in at a time anyway, and waiting for
-        # the pool is fair and asyncio-friendly, where SQLite's busy handler sleeps
-        # in growing steps of up to 100 ms. Nothing may hold two sessions at once.
+        # the pool is fair and asyncio-friendly, where SQLite's busy handler sleeps in
+        # growing steps of up to 100 ms. Nothing may hold two sessions at once.
         # (An in-memory database lives in its one connection: SQLAlchemy's StaticPool.)
         pool = {} if is_memory_sqlite(url) else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
-        engine = create_async_engine(url, echo=echo, async_creator=one_hop_creator(url, {"timeout": 30}), **pool)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = create_async_engine(url, echo=echo, async_creator=sqlite_creator(url, inline=inline), **pool)
+        busy_ms = 0 if inline else 30_000  # inline: the driver waits for the lock without blocking the loop
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=busy_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     connect_args = {"server_settings": {"search_path": schema}} if schema else {}
@@ -50,7 +54,7 @@ def is_memory_sqlite(url_or_engine) -> bool:
     return is_sqlite(url) and url.database in (None, "", ":memory:")
 
 
-def configure_sqlite(dbapi_connection, *, synchronous: str = "NORMAL") -> None:
+def configure_sqlite(dbapi_connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000) -> None:
     """WAL, foreign keys, a busy timeout; transactions started explicitly by the
     caller (BEGIN IMMEDIATE), never implicitly by the driver."""
     dbapi_connection.isolation_level = None
@@ -58,12 +62,13 @@ def configure_sqlite(dbapi_connection, *, synchronous: str = "NORMAL") -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.close()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    configure_sqlite(dbapi_connection)  # SQLAlchemy starts the transactions: see _sqlite_begin_immediate
+def _sqlite_pragmas(dbapi_connection, _record, *, busy_timeout_ms: int) -> None:
+    # SQLAlchemy starts the transactions: see _sqlite_begin_immediate.
+    configure_sqlite(dbapi_connection, busy_timeout_ms=busy_timeout_ms)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import and_, exists, select
+from functools import cache
+
+from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -48,6 +50,16 @@ async def claim_next(session: AsyncSession, busy_senders: Collection[tuple[str, 
     the caller's transaction ends; an earlier message of the same sender being
     processed elsewhere is still 'pending', so the NOT EXISTS keeps the order.
     """
+    stmt = _claimable(session.bind.dialect.name == "postgresql")
+    if busy_senders:
+        for channel, sender in busy_senders:
+            stmt = stmt.where(~and_(InboundMessage.channel == channel, InboundMessage.sender_id == sender))
+    return await session.scalar(stmt)
+
+
+@cache
+def _claimable(skip_locked: bool) -> Select:
+    # Built once: putting a statement together costs more than running it here.
     earlier = aliased(InboundMessage)
     blocked = exists().where(
         and_(
@@ -58,12 +70,10 @@ async def claim_next(session: AsyncSession, busy_senders: Collection[tuple[str, 
         )
     )
     stmt = select(InboundMessage).where(InboundMessage.status == "pending", ~blocked)
-    for channel, sender in busy_senders:
-        stmt = stmt.where(~and_(InboundMessage.channel == channel, InboundMessage.sender_id == sender))
     stmt = stmt.order_by(InboundMessage.id).limit(1)
-    if session.bind.dialect.name == "postgresql":
+    if skip_locked:
         stmt = stmt.with_for_update(skip_locked=True, of=InboundMessage)
-    return await session.scalar(stmt)
+    return stmt
 
 
 async def mark_done(session: AsyncSession, row: InboundMessage, now: datetime) -> None:

@@ -4,15 +4,18 @@ caller's unit of work does."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from models.tables import Identity, Office, Person, Project, Ticket, TicketCounter, TicketEvent, Unit
+from models.tables import (Identity, Office, Person, Project, Ticket, TicketCounter, TicketEvent, Unit,
+                           project_liaisons)
 from models.workflow import Actor
 
 # -- generic -------------------------------------------------------------------
@@ -30,9 +33,10 @@ async def insert_ignore(session: AsyncSession, model, values: dict[str, Any], co
 # -- organisation ----------------------------------------------------------------
 
 
-def select_people():
+@cache
+def select_people() -> Select:
     """People with their roles and identities in the same query (one statement,
-    where the relationships' own selectin loading takes three)."""
+    where the relationships' own selectin loading takes three). Built once."""
     return select(Person).options(joinedload(Person.role_rows), joinedload(Person.identities))
 
 
@@ -155,6 +159,23 @@ async def projects_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int
     return projects
 
 
+@dataclass(frozen=True)
+class UnitRow:
+    """A unit's identifying columns, read without building ORM objects."""
+
+    id: int
+    key: str
+    name: str
+    unit_type: str
+    office_id: int
+
+
+async def unit_rows(session: AsyncSession) -> list[UnitRow]:
+    rows = await session.execute(select(Unit.id, Unit.key, Unit.name, Unit.unit_type, Unit.office_id)
+                                 .order_by(Unit.id))
+    return [UnitRow(*row) for row in rows]
+
+
 async def all_units(session: AsyncSession) -> list[Unit]:
     units = list((await session.scalars(select(Unit).order_by(Unit.id))).all())
     hold(session, units)
@@ -170,7 +191,8 @@ async def find_unit(session: AsyncSession, text: str) -> list[Unit]:
 
 
 async def projects_of_liaison(session: AsyncSession, person_id: int) -> list[Project]:
-    stmt = select(Project).where(Project.liaisons.any(Person.id == person_id)).order_by(Project.id)
+    stmt = (select(Project).join(project_liaisons, project_liaisons.c.project_id == Project.id)
+            .where(project_liaisons.c.person_id == person_id).order_by(Project.id))
     projects = list((await session.scalars(stmt)).all())
     hold(session, projects)
     return projects

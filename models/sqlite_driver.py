@@ -1,20 +1,32 @@
-"""aiosqlite connections that cross to the database thread once per statement.
+"""aiosqlite connections that run each statement whole, on the event loop or in
+one trip to the database thread.
 
 aiosqlite runs each sqlite3 call on its own thread and hands the result back to
 the event loop: creating a cursor, executing, fetching and closing are four
-round trips per statement, and on a busy two-core machine each round trip costs
-more than the statement itself. SQLAlchemy's aiosqlite dialect always executes,
-then fetches everything, then closes; `OneHopConnection` does the three in one
-call on the database thread and serves the rows from memory.
+round trips per statement, and a round trip between cores costs 0.1-0.35 ms on
+a small virtual machine: more than the statement. SQLAlchemy's aiosqlite
+dialect always executes, then fetches everything, then closes; here the three
+are one call, and the rows are served from memory.
 
-Everything else (commit, rollback, close, the thread itself) is aiosqlite's.
-Rows are fetched eagerly, as SQLAlchemy's dialect does for every ordinary cursor;
-a server-side (streaming) cursor also gets them all at once.
+`inline=True` makes that call on the event loop itself, with no thread at all
+(the default for kpbot's engine): SQLite answers kpbot's statements in
+microseconds, and the long jobs (digest, ranking, ledger) spend their time in
+Python on the loop anyway. The one wait that could be long, another connection
+holding the write lock, is not left to SQLite's busy handler (which would sleep
+on the loop): with busy_timeout 0, a statement outside a transaction that finds
+the database busy (BEGIN IMMEDIATE, in practice) is retried after an asyncio
+sleep, until `lock_timeout`.
+
+Everything else (connecting, the thread's lifetime) is aiosqlite's. Rows are
+fetched eagerly, as SQLAlchemy's dialect does for every ordinary cursor; a
+server-side (streaming) cursor also gets them all at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -26,9 +38,12 @@ from sqlalchemy.engine import make_url
 
 _Outcome = tuple[list[Any], Any, int, int | None]
 
+FIRST_RETRY_SECONDS = 0.0005
+MAX_RETRY_SECONDS = 0.02
+
 
 def _run(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
-    """On the database thread: execute, fetch everything, close."""
+    """Execute, fetch everything, close."""
     cursor = connection.cursor()
     try:
         if many:
@@ -41,10 +56,15 @@ def _run(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) 
         cursor.close()
 
 
-class OneHopCursor:
-    """The part of aiosqlite's Cursor that SQLAlchemy uses, one thread hop per execute."""
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        "database is locked" in str(exc))
 
-    def __init__(self, connection: OneHopConnection):
+
+class SqliteCursor:
+    """The part of aiosqlite's Cursor that SQLAlchemy uses, one call per execute."""
+
+    def __init__(self, connection: SqliteConnection):
         self._connection = connection
         self._rows: deque[Any] = deque()
         self.description: Any = None
@@ -52,20 +72,20 @@ class OneHopCursor:
         self.lastrowid: int | None = None
         self.arraysize = 1
 
-    async def __aenter__(self) -> OneHopCursor:
+    async def __aenter__(self) -> SqliteCursor:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> OneHopCursor:
-        return await self._hop(sql, () if parameters is None else parameters, many=False)
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> SqliteCursor:
+        return await self._run(sql, () if parameters is None else parameters, many=False)
 
-    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> OneHopCursor:
-        return await self._hop(sql, list(parameters), many=True)
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> SqliteCursor:
+        return await self._run(sql, list(parameters), many=True)
 
-    async def _hop(self, sql: str, parameters: Any, *, many: bool) -> OneHopCursor:
-        outcome = await self._connection.run_on_thread(_run, sql, parameters, many)
+    async def _run(self, sql: str, parameters: Any, *, many: bool) -> SqliteCursor:
+        outcome = await self._connection.run(_run, sql, parameters, many)
         rows, self.description, self.rowcount, self.lastrowid = outcome
         self._rows = deque(rows)
         return self
@@ -86,13 +106,33 @@ class OneHopCursor:
         self._rows.clear()
 
 
-class OneHopConnection(aiosqlite.Connection):
-    def cursor(self) -> OneHopCursor:  # type: ignore[override]  # SQLAlchemy awaits __aenter__
-        return OneHopCursor(self)
+class SqliteConnection(aiosqlite.Connection):
+    inline = False
+    lock_timeout = 30.0
 
-    async def run_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call fn(sqlite3 connection, *args) on the connection's thread."""
-        return await self._execute(fn, self._conn, *args)
+    def cursor(self) -> SqliteCursor:  # type: ignore[override]  # SQLAlchemy awaits __aenter__
+        return SqliteCursor(self)
+
+    async def _execute(self, fn, *args, **kwargs):
+        if self.inline:
+            return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(sqlite3 connection, *args), in one call; retried while the database
+        is locked by another connection if no transaction of ours is open."""
+        if not self.inline:
+            return await self._execute(fn, self._conn, *args)
+        delay, deadline = FIRST_RETRY_SECONDS, time.monotonic() + self.lock_timeout
+        while True:
+            in_transaction = self._conn.in_transaction
+            try:
+                return fn(self._conn, *args)
+            except sqlite3.OperationalError as exc:
+                if in_transaction or not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(MAX_RETRY_SECONDS, delay * 2)
 
 
 def sqlite_connector(url: Any, **connect_args: Any) -> Callable[[], sqlite3.Connection]:
@@ -102,12 +142,16 @@ def sqlite_connector(url: Any, **connect_args: Any) -> Callable[[], sqlite3.Conn
     return partial(sqlite3.connect, *cargs, **(cparams | connect_args))
 
 
-def one_hop_creator(url: str, connect_args: dict[str, Any]) -> Callable[[], Any]:
+def sqlite_creator(url: str, *, inline: bool, lock_timeout: float = 30.0) -> Callable[[], Any]:
     """An `async_creator` for create_async_engine."""
-    connector = sqlite_connector(url, **connect_args)
+    # Inline, the connection is made on aiosqlite's thread and used on the loop's.
+    extra = {"timeout": 0, "check_same_thread": False} if inline else {"timeout": lock_timeout}
+    connector = sqlite_connector(url, **extra)
 
-    async def create() -> OneHopConnection:
-        connection = OneHopConnection(connector, iter_chunk_size=64)
+    async def create() -> SqliteConnection:
+        connection = SqliteConnection(connector, iter_chunk_size=64)
+        connection.inline = inline
+        connection.lock_timeout = lock_timeout
         connection._thread.daemon = True  # as SQLAlchemy's dialect does: never block exit
         return await connection
 

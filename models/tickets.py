@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.policy import Policy
 from models import workflow
-from models.repo import allocate_ticket_number, hold
+from models.repo import UnitRow, allocate_ticket_number, hold
 from models.tables import Office, Ticket, TicketEvent, TriageCorrection, Unit
 from models.workflow import Actor, Move
 
@@ -27,7 +27,7 @@ async def create_ticket(
     tier: str,
     unit_type: str | None,
     triage: dict[str, Any],
-    proposed_unit: Unit | None,
+    proposed_unit: Unit | UnitRow | None,
     secondary_unit_types: list[str] | None = None,
 ) -> tuple[Ticket, TicketEvent]:
     local_year = now.astimezone(policy.clock.tz).year

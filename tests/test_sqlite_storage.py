@@ -1,12 +1,14 @@
-"""SQLite specifics: the one-hop aiosqlite connection and the inbound writer's
+"""SQLite specifics: the driver (inline or one trip per statement) and the inbound writer's
 own durable connection. Real files in a temp dir; PostgreSQL needs neither."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 
+import aiosqlite
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +18,7 @@ from bot.message import IncomingMessage, MessageKind
 from models import schema
 from models.db import make_engine, make_sessionmaker
 from models.inbound_sqlite import PreparedInsert, SqliteInboxWriter
-from models.sqlite_driver import OneHopConnection, sqlite_connector
+from models.sqlite_driver import sqlite_connector
 from models.tables import InboundMessage
 
 NOW = datetime(2026, 11, 23, 1, 0, 0, 123456, tzinfo=timezone.utc)
@@ -36,28 +38,75 @@ def row(n: int, sender: str = "lisi", **extra) -> dict:
 
 
 class CountingHops:
-    """Counts calls onto the database thread of every OneHopConnection."""
+    """Counts calls onto aiosqlite's database thread."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        original = OneHopConnection._execute
+        original = aiosqlite.Connection._execute
 
         async def counted(connection, fn, *args, **kwargs):
             self.calls += 1
             return await original(connection, fn, *args, **kwargs)
 
-        monkeypatch.setattr(OneHopConnection, "_execute", counted)
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
 
 
-async def test_a_statement_is_one_trip_to_the_database_thread(engine, monkeypatch):
-    async with engine.connect() as connection:  # connected before counting
-        await connection.execute(text("SELECT 1"))
+async def test_threaded_a_statement_is_one_trip_to_the_database_thread(tmp_path, monkeypatch):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", inline=False)
+    try:
+        async with engine.connect() as connection:  # connected before counting
+            await connection.execute(text("SELECT 1"))
+            hops = CountingHops(monkeypatch)
+            rows = (await connection.execute(text("SELECT 1 UNION SELECT 2"))).all()
+            assert hops.calls == 1
+            await connection.execute(text("SELECT 3"))
+            assert hops.calls == 2
+    finally:
+        await engine.dispose()
+    assert rows == [(1,), (2,)]
+
+
+async def test_inline_statements_never_leave_the_event_loop(engine, monkeypatch):
+    async with engine.begin() as connection:
         hops = CountingHops(monkeypatch)
-        rows = (await connection.execute(text("SELECT id, name FROM offices ORDER BY id"))).all()
-        assert hops.calls == 1
+        where = await connection.run_sync(lambda c: c.connection.dbapi_connection.driver_connection._conn.execute(
+            "SELECT 1").fetchone())
         await connection.execute(text("SELECT count(*) FROM units"))
-        assert hops.calls == 2
-    assert rows == []
+        await connection.execute(InboundMessage.__table__.insert().values(**row(1)))
+    assert where == (1,)
+    assert hops.calls == 0
+
+
+async def test_inline_waits_for_the_write_lock_without_blocking_the_loop(engine, tmp_path):
+    """Another connection holds the write lock for 0.3 s: the loop keeps running
+    meanwhile, and the transaction starts as soon as the lock is free."""
+    other = sqlite3.connect(tmp_path / "kpbot.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    def release():
+        time.sleep(0.3)
+        other.execute("COMMIT")
+
+    ticking = asyncio.create_task(ticker())
+    releasing = asyncio.get_running_loop().run_in_executor(None, release)
+    started = time.monotonic()
+    try:
+        async with engine.begin() as connection:
+            waited = time.monotonic() - started
+            await connection.execute(InboundMessage.__table__.insert().values(**row(1)))
+    finally:
+        await releasing
+        ticking.cancel()
+        other.close()
+    assert waited >= 0.25
+    assert ticks >= 15, "the event loop ran while the driver waited"
 
 
 async def test_results_rowcount_and_lastrowid_are_the_drivers(engine):
