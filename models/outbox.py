@@ -8,8 +8,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Select, and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -63,6 +64,20 @@ async def queue(
 async def claim_due(session: AsyncSession, now: datetime, limit: int = 20) -> list[Notice]:
     """Claim notices ready to send: the oldest unsent one of each address only,
     so that one person's messages arrive in order."""
+    stmt = _claimable(session.bind.dialect.name == "postgresql")
+    params = {"now": now, "lease_expired": now - SENDING_LEASE, "limit": limit}
+    rows = list((await session.scalars(stmt, params)).all())
+    for row in rows:
+        row.status = "sending"
+        row.attempts += 1
+        row.next_attempt_at = now
+    return rows
+
+
+@cache
+def _claimable(skip_locked: bool) -> Select:
+    # Built once, the moments and the limit bound per call: putting this
+    # statement together costs more than running it.
     earlier = aliased(Notice)
     blocked = exists().where(
         and_(
@@ -75,27 +90,23 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int = 20) -> li
     stmt = (
         select(Notice)
         .where(
-            ((Notice.status == "pending") & (Notice.next_attempt_at <= now))
-            | ((Notice.status == "sending") & (Notice.next_attempt_at <= now - SENDING_LEASE)),
+            ((Notice.status == "pending") & (Notice.next_attempt_at <= bindparam("now")))
+            | ((Notice.status == "sending") & (Notice.next_attempt_at <= bindparam("lease_expired"))),
             ~blocked,
         )
         .order_by(Notice.next_attempt_at, Notice.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    if session.bind.dialect.name == "postgresql":
+    if skip_locked:
         stmt = stmt.with_for_update(skip_locked=True, of=Notice)
-    rows = list((await session.scalars(stmt)).all())
-    for row in rows:
-        row.status = "sending"
-        row.attempts += 1
-        row.next_attempt_at = now
-    return rows
+    return stmt
 
 
-async def mark_sent(session: AsyncSession, notice_id: int, now: datetime) -> None:
-    await session.execute(
-        update(Notice).where(Notice.id == notice_id).values(status="sent", sent_at=now, last_error=None)
-    )
+async def mark_sent(session: AsyncSession, notice_ids: Sequence[int], now: datetime) -> None:
+    if notice_ids:
+        await session.execute(
+            update(Notice).where(Notice.id.in_(notice_ids)).values(status="sent", sent_at=now, last_error=None)
+        )
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 600.0, rand: random.Random | None = None) -> timedelta:

@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 _Outcome = tuple[list[Any], Any, int, int | None]
 
 FIRST_RETRY_SECONDS = 0.0005
-MAX_RETRY_SECONDS = 0.02
+MAX_RETRY_SECONDS = 0.005
 
 
 def _run(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:

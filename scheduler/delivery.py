@@ -42,9 +42,9 @@ async def deliver_due(
         return 0
     results = await asyncio.gather(*(_send(senders, c[1], c[2], c[3]) for c in claimed))
     async with sessionmaker() as session, session.begin():
+        await outbox.mark_sent(session, [c[0] for c, result in zip(claimed, results) if result.ok], now)
         for (notice_id, channel, _address, _payload, attempts, kind), result in zip(claimed, results):
             if result.ok:
-                await outbox.mark_sent(session, notice_id, now)
                 continue
             notice = await session.get(Notice, notice_id)
             dead = await outbox.mark_failed(session, notice, now, result.error,
