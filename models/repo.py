@@ -139,24 +139,23 @@ async def office_staff(session: AsyncSession, office_id: int) -> list[Person]:
     return [p for p in await _people(session, stmt) if "office" in p.roles]
 
 
-async def units_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Unit]:
+async def by_ids(session: AsyncSession, model, ids: Iterable[int]) -> dict[int, Any]:
+    """Rows of `model` by primary key: those this unit of work holds, the rest in one query."""
     ids = {i for i in ids if i is not None}
-    units = _loaded(session, Unit, ids)
-    if missing := ids - units.keys():
-        rows = (await session.scalars(select(Unit).where(Unit.id.in_(missing)))).all()
+    found = _loaded(session, model, ids)
+    if missing := ids - found.keys():
+        rows = (await session.scalars(select(model).where(model.id.in_(missing)))).all()
         hold(session, rows)
-        units |= {u.id: u for u in rows}
-    return units
+        found |= {row.id: row for row in rows}
+    return found
+
+
+async def units_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Unit]:
+    return await by_ids(session, Unit, ids)
 
 
 async def projects_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Project]:
-    ids = {i for i in ids if i is not None}
-    projects = _loaded(session, Project, ids)
-    if missing := ids - projects.keys():
-        rows = (await session.scalars(select(Project).where(Project.id.in_(missing)))).all()
-        hold(session, rows)
-        projects |= {p.id: p for p in rows}
-    return projects
+    return await by_ids(session, Project, ids)
 
 
 @dataclass(frozen=True)
