@@ -39,9 +39,12 @@ from models.orgsync import sync_org
 from models.tables import LocalInboxItem, Person
 from scheduler import setup as clock
 from scheduler.delivery import OutboxWorker, Sender
+from scheduler.polling import PollingLoop
 from scheduler.ledger_export import ledger_rows, write_ledger_xlsx
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_SECONDS = 10.0  # SQLite: how often the WAL is checkpointed, off the event loop
 
 
 def utc_now() -> datetime:
@@ -146,9 +149,12 @@ def _database(runtime: Runtime):
             await runtime.engine.dispose()
             raise
         runtime.ingest = BatchingStore(runtime.engine, after_commit=runtime.wake_dispatcher)
+        checkpoints = PollingLoop(runtime.ingest.checkpoint, name="checkpoint", poll_seconds=CHECKPOINT_SECONDS)
         if settings.load_demo_org:
             await _load_org_if_empty(runtime)
+        await checkpoints.start()
         yield
+        await checkpoints.stop()
         await runtime.ingest.close()
         await runtime.engine.dispose()
 

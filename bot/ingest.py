@@ -34,6 +34,9 @@ class InboxWriter(Protocol):
     async def write(self, rows: list[dict]) -> set[Key]:
         """Insert-or-ignore and commit; the keys that were new."""
 
+    async def checkpoint(self) -> None:
+        """Move committed WAL pages into the database file (SQLite), off the loop."""
+
     async def close(self) -> None: ...
 
 
@@ -46,6 +49,9 @@ class EngineWriter:
     async def write(self, rows: list[dict]) -> set[Key]:
         async with self._engine.begin() as connection:  # Core: no ORM bookkeeping on the hot path
             return await inbound.store_many(connection, rows)
+
+    async def checkpoint(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass
@@ -60,6 +66,9 @@ class SqliteThreadWriter:
 
     async def write(self, rows: list[dict]) -> set[Key]:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.insert_new, rows)
+
+    async def checkpoint(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.checkpoint)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
@@ -94,6 +103,11 @@ class BatchingStore:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_all())
         return await asyncio.shield(done)
+
+    async def checkpoint(self) -> bool:
+        """For a PollingLoop: checkpoint, then wait for the next poll."""
+        await self._writer.checkpoint()
+        return False
 
     async def close(self) -> None:
         if self._task is not None:

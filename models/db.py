@@ -39,8 +39,10 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None, inli
         # (An in-memory database lives in its one connection: SQLAlchemy's StaticPool.)
         pool = {} if is_memory_sqlite(url) else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
         engine = create_async_engine(url, echo=echo, async_creator=sqlite_creator(url, inline=inline), **pool)
-        busy_ms = 0 if inline else 30_000  # inline: the driver waits for the lock without blocking the loop
-        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_timeout_ms=busy_ms))
+        # Inline, the driver waits for the lock without blocking the loop, and the
+        # WAL is checkpointed off the loop (bot.ingest), never by a commit here.
+        pragmas = {"busy_timeout_ms": 0, "autocheckpoint": 0} if inline else {"busy_timeout_ms": 30_000}
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, **pragmas))
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     connect_args = {"server_settings": {"search_path": schema}} if schema else {}
@@ -54,21 +56,25 @@ def is_memory_sqlite(url_or_engine) -> bool:
     return is_sqlite(url) and url.database in (None, "", ":memory:")
 
 
-def configure_sqlite(dbapi_connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000) -> None:
+def configure_sqlite(dbapi_connection, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
+                     autocheckpoint: int | None = None) -> None:
     """WAL, foreign keys, a busy timeout; transactions started explicitly by the
-    caller (BEGIN IMMEDIATE), never implicitly by the driver."""
+    caller (BEGIN IMMEDIATE), never implicitly by the driver. `autocheckpoint`
+    0: this connection's commits never checkpoint the WAL."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    if autocheckpoint is not None:
+        cursor.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
     cursor.close()
 
 
-def _sqlite_pragmas(dbapi_connection, _record, *, busy_timeout_ms: int) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, **pragmas) -> None:
     # SQLAlchemy starts the transactions: see _sqlite_begin_immediate.
-    configure_sqlite(dbapi_connection, busy_timeout_ms=busy_timeout_ms)
+    configure_sqlite(dbapi_connection, **pragmas)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,8 @@ back through the ORM like any other.
 
 The connection commits with `synchronous=FULL`: the platform is told "received"
 right after, and will not send the message again, so the row must survive a
-power cut, not only a crash of the process.
+power cut, not only a crash of the process. Its thread is also where the WAL is
+checkpointed (the app's own connection runs on the event loop and never does).
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ class SqliteInboxWriter:
         finally:
             cursor.close()
         return new
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy committed WAL pages into the database (PASSIVE: never waits for, nor
+        blocks, anyone). (busy, pages in the WAL, pages checkpointed)."""
+        connection = self._connection or self._open()
+        return tuple(connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
 
     def close(self) -> None:
         if self._connection is not None:

@@ -224,3 +224,20 @@ def test_sqlite_connector_keeps_the_urls_arguments(tmp_path):
             connection.execute("CREATE TABLE t (x)")
     finally:
         connection.close()
+
+
+async def test_the_loops_connection_never_checkpoints_the_writer_does(engine, tmp_path):
+    async with engine.connect() as connection:
+        autocheckpoint = await connection.scalar(text("PRAGMA wal_autocheckpoint"))
+    assert autocheckpoint == 0, "a checkpoint (file copy and fsync) would run on the event loop"
+    database = tmp_path / "kpbot.db"
+    async with engine.begin() as connection:
+        await connection.run_sync(
+            lambda c: c.execute(InboundMessage.__table__.insert(), [row(n) for n in range(2000)]))
+    before = database.stat().st_size
+    store = BatchingStore(engine)
+    try:
+        assert await store.checkpoint() is False, "a PollingLoop waits for the next poll"
+    finally:
+        await store.close()
+    assert database.stat().st_size > before + 100_000, "the rows moved from the WAL into the database"
