@@ -11,7 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import wraps
+from functools import lru_cache, wraps
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -53,6 +53,7 @@ OFFICE_ROLES = ("office",)
 
 
 
+@lru_cache(maxsize=256)  # the router asks once per route of the table for the same text
 def parse_command(text: str) -> tuple[str | None, str]:
     """(canonical command word, the rest) or (None, text) when it is no command."""
     text = (text or "").strip()
