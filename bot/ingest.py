@@ -102,7 +102,9 @@ class BatchingStore:
         self._queue.append(_Pending(message, done))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_all())
-        return await asyncio.shield(done)
+        # A cancelled caller (the platform hung up) cancels only its own future:
+        # the batch it joined is written all the same.
+        return await done
 
     async def checkpoint(self) -> bool:
         """For a PollingLoop: checkpoint, then wait for the next poll."""

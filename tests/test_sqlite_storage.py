@@ -241,3 +241,21 @@ async def test_the_loops_connection_never_checkpoints_the_writer_does(engine, tm
     finally:
         await store.close()
     assert database.stat().st_size > before + 100_000, "the rows moved from the WAL into the database"
+
+
+async def test_a_caller_that_gives_up_does_not_stop_its_batch(engine):
+    """The platform hangs up while its message is being committed: the message
+    is stored anyway, and the others waiting on the same batch get their answer."""
+    store = BatchingStore(engine)
+    try:
+        messages = [IncomingMessage("wecom", f"m{n}", "lisi", MessageKind.TEXT, NOW, text=f"第{n}条")
+                    for n in range(3)]
+        waiting = [asyncio.ensure_future(store.store(m)) for m in messages]
+        await asyncio.sleep(0)
+        waiting[1].cancel()
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert results[0] is True and results[2] is True
+        assert isinstance(results[1], asyncio.CancelledError)
+        assert await store.store(messages[1]) is False, "it was stored: now a replay"
+    finally:
+        await store.close()
