@@ -39,8 +39,8 @@ from models.orgsync import sync_org
 from models.tables import LocalInboxItem, Person
 from scheduler import setup as clock
 from scheduler.delivery import OutboxWorker, Sender
-from scheduler.polling import PollingLoop
 from scheduler.ledger_export import ledger_rows, write_ledger_xlsx
+from scheduler.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.message import IncomingMessage
 from models import inbound
 from models.db import is_memory_sqlite, is_sqlite
+from models.inbound import Key
 from models.inbound_sqlite import SqliteInboxWriter
 from models.sqlite_driver import sqlite_connector
-
-Key = tuple[str, str]
 
 
 class InboxWriter(Protocol):
@@ -88,9 +87,9 @@ class _Pending:
 
 
 class BatchingStore:
-    def __init__(self, writer: InboxWriter | AsyncEngine, *, max_batch: int = 500,
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 500,
                  after_commit: Callable[[], None] = lambda: None):
-        self._writer = inbox_writer(writer) if isinstance(writer, AsyncEngine) else writer
+        self._writer = inbox_writer(engine)
         self._max_batch = max_batch
         self._after_commit = after_commit
         self._queue: list[_Pending] = []

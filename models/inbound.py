@@ -5,29 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-
 from functools import cache
 
 from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from models.tables import InboundMessage
 
 MAX_ATTEMPTS = 3
+NEW_ROW = {"status": "pending", "attempts": 0}  # what every stored message starts as
+
+Key = tuple[str, str]  # (channel, platform message id): the inbound queue's idempotency key
 
 
-def insert_new(connection: Connection, rows: list[dict]) -> set[tuple[str, str]]:
+async def store_many(connection: AsyncConnection, rows: list[dict]) -> set[Key]:
     """Insert-or-ignore many messages in one statement; returns the (channel,
     message id) pairs that were new. Rows: channel, message_id, sender_id,
-    payload, received_at. Synchronous, so that an SQLite writer thread can run
-    the whole batch at once (bot.ingest)."""
+    payload, received_at."""
     if not rows:
         return set()
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    values = [row | {"status": "pending", "attempts": 0} for row in rows]
+    values = [row | NEW_ROW for row in rows]
     # One statement for the batch, compiled once and cached (SQLAlchemy's
     # "insertmanyvalues" turns the executemany into multi-row INSERT ... RETURNING).
     stmt = (
@@ -35,12 +35,8 @@ def insert_new(connection: Connection, rows: list[dict]) -> set[tuple[str, str]]
         .on_conflict_do_nothing(index_elements=["channel", "message_id"])
         .returning(InboundMessage.channel, InboundMessage.message_id)
     )
-    return {tuple(r) for r in connection.execute(stmt, values).all()}
-
-
-async def store_many(connection: AsyncConnection, rows: list[dict]) -> set[tuple[str, str]]:
-    """`insert_new` on an async connection."""
-    return await connection.run_sync(insert_new, rows)
+    result = await connection.execute(stmt, values)
+    return {tuple(r) for r in result.all()}
 
 
 async def claim_next(session: AsyncSession, busy_senders: Collection[tuple[str, str]] = ()) -> InboundMessage | None:
@@ -51,9 +47,8 @@ async def claim_next(session: AsyncSession, busy_senders: Collection[tuple[str, 
     processed elsewhere is still 'pending', so the NOT EXISTS keeps the order.
     """
     stmt = _claimable(session.bind.dialect.name == "postgresql")
-    if busy_senders:
-        for channel, sender in busy_senders:
-            stmt = stmt.where(~and_(InboundMessage.channel == channel, InboundMessage.sender_id == sender))
+    for channel, sender in busy_senders:
+        stmt = stmt.where(~and_(InboundMessage.channel == channel, InboundMessage.sender_id == sender))
     return await session.scalar(stmt)
 
 

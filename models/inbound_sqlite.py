@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy.dialects import sqlite
 
 from models.db import configure_sqlite
+from models.inbound import NEW_ROW, Key
 from models.tables import InboundMessage
 
-Key = tuple[str, str]
 COLUMNS = ("channel", "message_id", "sender_id", "payload", "received_at", "status", "attempts")
 
 
@@ -64,8 +64,7 @@ class SqliteInboxWriter:
         cursor.execute("BEGIN IMMEDIATE")
         try:
             for row in rows:
-                values = row | {"status": "pending", "attempts": 0}
-                cursor.execute(self._insert.sql, self._insert.parameters(values))
+                cursor.execute(self._insert.sql, self._insert.parameters(row | NEW_ROW))
                 if cursor.fetchone() is not None:
                     new.add((row["channel"], row["message_id"]))
             cursor.execute("COMMIT")

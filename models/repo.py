@@ -64,7 +64,7 @@ async def person_by_identity(session: AsyncSession, channel: str, external_id: s
 def hold(session: AsyncSession, objects: Iterable[Any]) -> None:
     """Keep rows of this unit of work alive until it ends: the session's identity
     map holds unchanged rows only weakly, and a later step may ask for them."""
-    session.info.setdefault("held", []).extend(objects)
+    session.info.setdefault("held", []).extend(o for o in objects if o is not None)
 
 
 def _loaded(session: AsyncSession, model, ids: set[int]) -> dict[int, Any]:
@@ -90,11 +90,7 @@ async def person_by_key(session: AsyncSession, key: str) -> Person | None:
 
 
 async def people_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Person]:
-    ids = {i for i in ids if i is not None}
-    people = _loaded(session, Person, ids)
-    if missing := ids - people.keys():
-        people |= {p.id: p for p in await _people(session, select_people().where(Person.id.in_(missing)))}
-    return people
+    return await by_ids(session, Person, ids, select_people())
 
 
 async def all_offices(session: AsyncSession) -> list[Office]:
@@ -139,12 +135,14 @@ async def office_staff(session: AsyncSession, office_id: int) -> list[Person]:
     return [p for p in await _people(session, stmt) if "office" in p.roles]
 
 
-async def by_ids(session: AsyncSession, model, ids: Iterable[int]) -> dict[int, Any]:
-    """Rows of `model` by primary key: those this unit of work holds, the rest in one query."""
+async def by_ids(session: AsyncSession, model, ids: Iterable[int], query: Select | None = None) -> dict[int, Any]:
+    """Rows of `model` by primary key: those this unit of work holds, the rest in
+    one query (`query`, default `select(model)`)."""
     ids = {i for i in ids if i is not None}
     found = _loaded(session, model, ids)
     if missing := ids - found.keys():
-        rows = (await session.scalars(select(model).where(model.id.in_(missing)))).all()
+        stmt = (select(model) if query is None else query).where(model.id.in_(missing))
+        rows = (await session.scalars(stmt)).unique().all()
         hold(session, rows)
         found |= {row.id: row for row in rows}
     return found

@@ -7,12 +7,19 @@ import asyncio
 from scheduler.polling import PollingLoop
 
 
+async def run_until(loop: PollingLoop, done: asyncio.Event) -> None:
+    await loop.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=2)
+    finally:
+        await loop.stop()
+
+
 async def test_a_wake_during_a_pass_is_not_lost():
     """Work stored while a pass is running must be picked up at once, not at
     the next poll (here 60 s away)."""
     passes = 0
     second_pass = asyncio.Event()
-    loop: PollingLoop
 
     async def run_once() -> bool:
         nonlocal passes
@@ -25,11 +32,7 @@ async def test_a_wake_during_a_pass_is_not_lost():
         return False
 
     loop = PollingLoop(run_once, name="test", poll_seconds=60)
-    await loop.start()
-    try:
-        await asyncio.wait_for(second_pass.wait(), timeout=2)
-    finally:
-        await loop.stop()
+    await run_until(loop, second_pass)
 
 
 async def test_a_failing_pass_is_retried_at_the_next_poll():
@@ -44,9 +47,4 @@ async def test_a_failing_pass_is_retried_at_the_next_poll():
         recovered.set()
         return False
 
-    loop = PollingLoop(run_once, name="test", poll_seconds=0.01)
-    await loop.start()
-    try:
-        await asyncio.wait_for(recovered.wait(), timeout=2)
-    finally:
-        await loop.stop()
+    await run_until(PollingLoop(run_once, name="test", poll_seconds=0.01), recovered)
