@@ -30,6 +30,7 @@ import time as wallclock
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config.vocabulary import UNIT_TYPES
 from models.db import make_sessionmaker
 from models.tables import Office, Person, Project, Ticket, TicketEvent, Unit
+from models.workflow import earliest_due
 
 DEFAULT_NOW = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)  # Monday 09:00 in Shanghai
 OFFSET = 8 * 60  # Asia/Shanghai, minutes east of UTC (no DST)
@@ -63,7 +65,8 @@ TICKET_COLUMNS = (
     "id", "number", "office_id", "project_id", "reporter_id", "unit_id", "proposed_unit_id", "text", "status",
     "is_open", "tier", "unit_type", "triage", "needs_office", "created_at", "dispatched_at", "acknowledged_at",
     "first_feedback_at", "last_progress_at", "resolved_at", "closed_at", "dispatch_due_at", "ack_due_at",
-    "feedback_due_at", "resolve_due_at", "confirm_due_at", "next_action_at", "escalation_level", "reopen_count",
+    "feedback_due_at", "resolve_due_at", "confirm_due_at", "next_action_at", "earliest_due_at", "escalation_level",
+    "reopen_count",
     "resolution", "satisfied_first_time", "flagged", "flag", "plan", "pending_extension", "extensions",
     "secondary_unit_types",
 )
@@ -458,6 +461,9 @@ async def generate(
                 status_unit if dispatched is not None else None, None, text_, status, is_open, tier, unit_type,
                 empty_obj, False, t(created), t(dispatched), t(acked), t(fed), t(final_resolved or fed), t(final_resolved), t(closed),
                 t(dispatch_due), t(ack_due), t(feedback_due), t(resolve_due), t(confirm_due), t(next_action),
+                t(earliest_due(SimpleNamespace(status=status, first_feedback_at=fed, dispatch_due_at=dispatch_due,
+                                               ack_due_at=ack_due, feedback_due_at=feedback_due,
+                                               resolve_due_at=resolve_due, confirm_due_at=confirm_due))),
                 escalation, reopen_count, resolution, satisfied, flagged, flag_json if flagged else None, None, None,
                 empty_list, empty_list,
             ))

@@ -4,10 +4,15 @@
     python -m bench.store --database postgresql://postgres@127.0.0.1/test --schema bench_store
     python -m bench.store --tickets 200000
 
-Times, over repeated runs (median and worst):
-- "next action due now": `models.repo.tickets_due` (open tickets whose
-  next_action_at <= now, oldest first, a batch of 1000): one indexed range;
-- the per-unit / per-status counts a digest needs: `models.repo.counts_by_unit_status`.
+Times, over repeated runs (median and worst), each run in a fresh session, the
+queries the product runs:
+- "next action due now": `scheduler.jobs.read_due`, the sweep's read (open
+  tickets whose next_action_at <= now, oldest first, a batch of 1000, with
+  what the reminders need): one range of the (is_open, next_action_at) index;
+- the per-unit / per-status counts a digest needs: the city office's digest
+  queries over the ticket table (`DigestQueries.overdue`: open tickets overdue
+  per unit and per stage, with the longest overdue; `open_count`;
+  `escalation_levels`).
 Target (issue 2): each under 50 ms on SQLite at 1M rows.
 """
 
@@ -27,8 +32,11 @@ if __package__ in (None, ""):
 from sqlalchemy import text  # noqa: E402
 
 from bench.datagen import DEFAULT_NOW, generate  # noqa: E402
-from models import repo, schema  # noqa: E402
+from config.policy import default_policy  # noqa: E402
+from models import schema  # noqa: E402
 from models.db import is_sqlite, make_engine, make_sessionmaker  # noqa: E402
+from scheduler.digest import digest_queries  # noqa: E402
+from scheduler.jobs import due_time_converter, read_due  # noqa: E402
 
 
 async def timed(function, repeat: int) -> tuple[float, float, object]:
@@ -62,20 +70,24 @@ async def run(url: str, db_schema: str | None, tickets: int, repeat: int) -> Non
             # (index-only scans need it).
             await connection.execute(text("VACUUM ANALYZE tickets"))
     sessionmaker = make_sessionmaker(engine)
-    async with sessionmaker() as session:
-        async def due():
-            return await repo.tickets_due(session, DEFAULT_NOW, limit=1000)
+    policy = default_policy()
 
-        async def counts():
-            return await repo.counts_by_unit_status(session)
+    async def due():
+        async with sessionmaker() as session:
+            return await read_due(session, DEFAULT_NOW, 1000, await due_time_converter(session))
 
-        median, worst, rows = await timed(due, repeat)
-        print(f"next action due now (batch of 1000): median {median:.1f} ms, worst {worst:.1f} ms, {len(rows)} rows")
-        session.expunge_all()
-        median, worst, rows = await timed(counts, repeat)
-        print(f"open counts per unit and status:    median {median:.1f} ms, worst {worst:.1f} ms, {len(rows)} groups")
+    async def counts():
+        async with sessionmaker() as session:
+            _, queries = await digest_queries(session, generated.city_office_id, DEFAULT_NOW, policy, "daily")
+            _, by_unit = await queries.overdue()
+            return by_unit, await queries.open_count(), await queries.escalation_levels()
+
+    median, worst, rows = await timed(due, repeat)
+    print(f"next action due now (batch of 1000): median {median:.1f} ms, worst {worst:.1f} ms, {len(rows)} rows")
+    median, worst, (by_unit, open_count, _) = await timed(counts, repeat)
+    print(f"digest counts (overdue per unit and stage, open, escalation levels): median {median:.1f} ms, "
+          f"worst {worst:.1f} ms; {len(by_unit)} units overdue, {open_count:,} open")
     await engine.dispose()
-    del generated
 
 
 def main() -> None:

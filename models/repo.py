@@ -5,17 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from models.tables import (Identity, Office, Person, Project, Ticket, TicketCounter, TicketEvent, Unit,
-                           project_liaisons)
+from models.tables import (
+    Identity,
+    Office,
+    Person,
+    Project,
+    Ticket,
+    TicketCounter,
+    TicketEvent,
+    Unit,
+    project_liaisons,
+)
 from models.workflow import Actor
 
 # -- generic -------------------------------------------------------------------
@@ -244,23 +252,3 @@ async def open_tickets(session: AsyncSession, *, reporter_id: int | None = None,
         stmt = stmt.where(Ticket.office_id.in_(list(office_ids)))
     stmt = stmt.order_by(Ticket.next_action_at.is_(None), Ticket.next_action_at, Ticket.id).limit(limit)
     return list((await session.scalars(stmt)).all())
-
-
-async def tickets_due(session: AsyncSession, now: datetime, limit: int = 1000) -> list[Ticket]:
-    """Open tickets whose next action is due: one indexed range."""
-    stmt = (
-        select(Ticket)
-        .where(Ticket.is_open.is_(True), Ticket.next_action_at <= now)
-        .order_by(Ticket.next_action_at)
-        .limit(limit)
-    )
-    return list((await session.scalars(stmt)).all())
-
-
-async def counts_by_unit_status(session: AsyncSession, office_ids: Iterable[int] | None = None):
-    """(unit_id, status, count) over open tickets: what a digest needs."""
-    stmt = select(Ticket.unit_id, Ticket.status, func.count()).where(Ticket.is_open.is_(True))
-    if office_ids is not None:
-        stmt = stmt.where(Ticket.office_id.in_(list(office_ids)))
-    stmt = stmt.group_by(Ticket.unit_id, Ticket.status)
-    return [tuple(row) for row in (await session.execute(stmt)).all()]

@@ -134,11 +134,20 @@ class TicketCounter(Base):
     last: Mapped[int] = mapped_column(Integer, default=0)
 
 
+EARLIEST_DUE_INDEX = ("is_open", "earliest_due_at", "office_id", "unit_id", "status", "first_feedback_at",
+                      "dispatch_due_at", "ack_due_at", "feedback_due_at", "resolve_due_at", "confirm_due_at")
+
+
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
         # Sweeps ask "what is due now among open tickets": one indexed range each.
         Index("ix_tickets_open_next_action", "is_open", "next_action_at"),
+        # Digests ask "what is overdue / due soon": a range of the earliest
+        # deadline, answered from the index alone (it holds what they test).
+        Index("ix_tickets_open_earliest_due", *EARLIEST_DUE_INDEX),
+        # Open counts and escalation levels per office, read from the index alone.
+        Index("ix_tickets_open_office_level", "is_open", "office_id", "escalation_level"),
         Index("ix_tickets_open_unit_status", "is_open", "unit_id", "status"),
         Index("ix_tickets_office_status", "office_id", "status"),
         Index("ix_tickets_created_at", "created_at"),
@@ -176,6 +185,9 @@ class Ticket(Base):
     confirm_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The earliest moment the clock has something to do for this ticket.
     next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The earliest deadline it still has to meet (workflow.outstanding_deadlines);
+    # overdue means earliest_due_at < now. None when closed.
+    earliest_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -391,10 +391,16 @@ def outstanding_deadlines(ticket: Ticket) -> list[tuple[str, datetime]]:
 
 
 def refresh_next_action(ticket: Ticket, policy: Policy, now: datetime) -> None:
-    """The first moment after `now` the clock has something to say about this ticket."""
+    """The first moment after `now` the clock has something to say about this
+    ticket, and the earliest deadline it still has to meet."""
     from models import reminders  # reminders reads outstanding_deadlines from here
 
+    ticket.earliest_due_at = earliest_due(ticket)
     ticket.next_action_at = None if ticket.status == Status.CLOSED else reminders.next_action_at(ticket, policy, now)
+
+
+def earliest_due(ticket) -> datetime | None:
+    return min((due for _, due in outstanding_deadlines(ticket)), default=None)
 
 
 def _event(ticket, move, actor_id, now, before, after, note, data=None) -> TicketEvent:

@@ -164,7 +164,9 @@ def _line(row: Sequence[Any], **extra: Any) -> TicketLine:
     return TicketLine(ticket_id, number, project or NO_PROJECT, unit, text, status, **extra)
 
 
-class _Queries:
+class DigestQueries:
+    """The digest's queries over one office's scope and period."""
+
     def __init__(self, session: AsyncSession, scope: Sequence[int], start: datetime, end: datetime,
                  now: datetime, limit: int, everything: bool = False):
         self.session = session
@@ -241,6 +243,8 @@ class _Queries:
         due_columns = {"dispatch": Ticket.dispatch_due_at, "ack": Ticket.ack_due_at,
                        "feedback": Ticket.feedback_due_at, "resolve": Ticket.resolve_due_at,
                        "confirm": Ticket.confirm_due_at}
+        # Overdue in anything means the earliest deadline is past: that range of
+        # its index narrows the scan to the overdue tickets; `anything` says which.
         anything = or_(*conditions.values())
         # Tickets waiting at the office (to dispatch, or for the office to decide
         # on an unconfirmed 办结) are listed under the office, not the unit.
@@ -253,7 +257,7 @@ class _Queries:
                 *(func.sum(case((cond, 1), else_=0)) for cond in conditions.values()),
                 *(func.min(case((conditions[stage], due_columns[stage]), else_=None)) for stage in conditions),
             )
-            .where(Ticket.is_open.is_(True), self.in_scope(), anything)
+            .where(Ticket.is_open.is_(True), Ticket.earliest_due_at < self.now, self.in_scope(), anything)
             .group_by(holder)
         )
         rows = (await self.session.execute(stmt)).all()
@@ -282,13 +286,18 @@ class _Queries:
             (Ticket.status.in_(_WITH_UNIT), Ticket.resolve_due_at),
             else_=Ticket.confirm_due_at,
         )
+        # Chosen from the index alone (it holds what stuck_due reads); only the
+        # chosen few tickets' rows are read for their lines.
+        worst = (select(Ticket.id)
+                 .where(Ticket.is_open.is_(True), Ticket.earliest_due_at < self.now, self.in_scope(), anything)
+                 .order_by(stuck_due, Ticket.id)
+                 .limit(self.limit))
         rows = (await self.session.execute(
             select(*_line_columns(), Ticket.first_feedback_at, *due_columns.values())
             .outerjoin(Project, Project.id == Ticket.project_id)
             .outerjoin(Unit, Unit.id == Ticket.unit_id)
-            .where(Ticket.is_open.is_(True), self.in_scope(), anything)
+            .where(Ticket.id.in_(worst.scalar_subquery()))
             .order_by(stuck_due, Ticket.id)
-            .limit(self.limit)
         )).all()
         worst_lines = []
         for r in rows:
@@ -318,7 +327,7 @@ class _Queries:
             select(*_line_columns(), Ticket.first_feedback_at, *due_columns.values())
             .outerjoin(Project, Project.id == Ticket.project_id)
             .outerjoin(Unit, Unit.id == Ticket.unit_id)
-            .where(Ticket.is_open.is_(True), self.in_scope(), or_(*conditions))
+            .where(Ticket.is_open.is_(True), Ticket.earliest_due_at < until, self.in_scope(), or_(*conditions))
         )).all()
         lines = []
         for r in rows:
@@ -387,6 +396,20 @@ def _stages(status: str, fed: bool) -> list[str]:
     return []
 
 
+async def digest_queries(session: AsyncSession, office_id: int, now: datetime, policy: Policy, cadence: str,
+                         *, item_limit: int = 10) -> tuple[Office, DigestQueries]:
+    """The office and the queries of its digest (its scope: it and the offices
+    below it; its period: the cadence's, ending at the start of `now`'s day)."""
+    first, last = digest_period(now, policy, cadence)
+    start, end = _local_midnight(first, policy), _local_midnight(last + timedelta(days=1), policy)
+    offices = list((await session.scalars(select(Office))).all())
+    office = next((o for o in offices if o.id == office_id), None)
+    if office is None:
+        raise LookupError(f"no office with id {office_id}")
+    scope = sorted(descendants(office_id, offices))
+    return office, DigestQueries(session, scope, start, end, now, item_limit, everything=len(scope) == len(offices))
+
+
 async def build_digest(
     session: AsyncSession,
     office_id: int,
@@ -399,14 +422,9 @@ async def build_digest(
     """The digest of `office_id` (and the offices below it) for the period that
     ends at the start of `now`'s local day. Each section has its total and
     at most `item_limit` tickets."""
+    office, q = await digest_queries(session, office_id, now, policy, cadence, item_limit=item_limit)
+    start, end = q.start, q.end
     first, last = digest_period(now, policy, cadence)
-    start, end = _local_midnight(first, policy), _local_midnight(last + timedelta(days=1), policy)
-    offices = list((await session.scalars(select(Office))).all())
-    office = next((o for o in offices if o.id == office_id), None)
-    if office is None:
-        raise LookupError(f"no office with id {office_id}")
-    scope = sorted(descendants(office_id, offices))
-    q = _Queries(session, scope, start, end, now, item_limit, everything=len(scope) == len(offices))
 
     today = now.astimezone(policy.clock.tz).date()
     until = _local_midnight(today + timedelta(days=2), policy)  # end of tomorrow

@@ -342,7 +342,7 @@ class _Converted(dict):
 # -- reminders -------------------------------------------------------------------------------
 
 
-class _DueTicket(NamedTuple):
+class DueTicket(NamedTuple):
     """What a sweep reads of a due ticket: what workflow.outstanding_deadlines,
     reminders.plan and the reminders' texts and addressees need."""
 
@@ -375,6 +375,29 @@ _MOVE_CLOCK = (update(Ticket.__table__)
                .values(next_action_at=bindparam("next")))
 
 
+async def due_time_converter(session: AsyncSession) -> _Converted:
+    """Stored due time -> datetime, each distinct value converted once."""
+    connection = await session.connection()
+    return _Converted(_TIME_TYPE._cached_result_processor(connection.dialect, None))
+
+
+async def read_due(session: AsyncSession, now: datetime, limit: int, times: _Converted) -> list[DueTicket]:
+    """The next `limit` open tickets whose next action is due at `now`, oldest
+    first: one range of the (is_open, next_action_at) index. On PostgreSQL they
+    are locked (SKIP LOCKED), so concurrent sweeps share the work."""
+    stmt = (
+        select(*_SWEEP_COLUMNS)
+        .outerjoin(Project, Project.id == Ticket.project_id)
+        .where(Ticket.is_open.is_(True), Ticket.next_action_at <= now)
+        .order_by(Ticket.next_action_at, Ticket.id)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        stmt = stmt.with_for_update(skip_locked=True, of=Ticket)
+    connection = await session.connection()
+    return [DueTicket(*row[:8], *map(times.__getitem__, row[8:])) for row in await connection.execute(stmt)]
+
+
 async def sweep_deadlines(
     sessionmaker: Sessionmaker,
     policy: Policy,
@@ -398,20 +421,9 @@ async def sweep_deadlines(
     times: _Converted | None = None
     while True:
         async with sessionmaker() as session, session.begin():
-            stmt = (
-                select(*_SWEEP_COLUMNS)
-                .outerjoin(Project, Project.id == Ticket.project_id)
-                .where(Ticket.is_open.is_(True), Ticket.next_action_at <= now)
-                .order_by(Ticket.next_action_at, Ticket.id)
-                .limit(batch)
-            )
-            if _is_postgres(session):
-                stmt = stmt.with_for_update(skip_locked=True, of=Ticket)
-            connection = await session.connection()
             if times is None:
-                times = _Converted(_TIME_TYPE._cached_result_processor(connection.dialect, None))
-            tickets = [_DueTicket(*row[:8], *map(times.__getitem__, row[8:]))
-                       for row in await connection.execute(stmt)]
+                times = await due_time_converter(session)
+            tickets = await read_due(session, now, batch, times)
             if not tickets:
                 break
             if org is None:
@@ -507,7 +519,7 @@ class _Reminders:
         self._due_texts: dict[datetime, str] = {}
         self._days: dict[tuple[datetime, datetime], int] = {}
 
-    def queue(self, rows: _Rows, ticket: _DueTicket, due: list[reminders.Reminder]) -> None:
+    def queue(self, rows: _Rows, ticket: DueTicket, due: list[reminders.Reminder]) -> None:
         """Add the rows of a ticket's due reminders (a person holding several
         roles at once hears the first: one message per key)."""
         number = ticket.number
@@ -529,7 +541,7 @@ class _Reminders:
                 rows.add_json(prefix + key, route.channel, route.address, payload, title, name, person_id,
                               ticket.office_id, ticket.id)
 
-    def _addressees(self, role: str, ticket: _DueTicket) -> tuple[tuple[str, str, int, Route], ...]:
+    def _addressees(self, role: str, ticket: DueTicket) -> tuple[tuple[str, str, int, Route], ...]:
         """(key, name, id, route) of each person who hears `role` about the ticket."""
         who = (role, getattr(ticket, _WHO[role]))
         found = self._people.get(who)
@@ -539,7 +551,7 @@ class _Reminders:
                                               for person, route in routed if route is not None)
         return found
 
-    def _template(self, stage: str, phase: str, role: str, ticket: _DueTicket) -> tuple[str, str] | None:
+    def _template(self, stage: str, phase: str, role: str, ticket: DueTicket) -> tuple[str, str] | None:
         key = (stage, phase, role, ticket.unit_id, ticket.office_id)
         if key not in self._templates:
             names = {**self.org.unit_names(ticket.unit_id), **self.org.office_names(ticket.office_id)}

@@ -544,8 +544,8 @@ def awkward_org(unit_name: str) -> jobs.Org:
     return jobs.Org(offices=offices, units={5: unit}, staff={1: [people[13]], 2: [people[12]]}, people=people)
 
 
-def due_ticket(number: str, text: str, project: str | None, due: datetime) -> jobs._DueTicket:
-    return jobs._DueTicket(id=7, number=number, status="dispatched", office_id=2, unit_id=5, reporter_id=14,
+def due_ticket(number: str, text: str, project: str | None, due: datetime) -> jobs.DueTicket:
+    return jobs.DueTicket(id=7, number=number, status="dispatched", office_id=2, unit_id=5, reporter_id=14,
                            text=text, project_name=project, first_feedback_at=None, dispatch_due_at=None,
                            ack_due_at=due, feedback_due_at=None, resolve_due_at=None, confirm_due_at=None,
                            next_action_at=due)

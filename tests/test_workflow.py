@@ -97,6 +97,7 @@ def test_every_move_status_and_party(move, status, who):
         assert ticket.status == (rule.to_status or status)
         assert event.actor_id == ACTORS[who].person_id
         assert event.at == NOW
+        assert ticket.earliest_due_at == min((due for _, due in outstanding_deadlines(ticket)), default=None)
     else:
         with pytest.raises(WorkflowError) as error:
             apply(ticket, move, ACTORS[who], NOW, POLICY, **args)
