@@ -14,8 +14,9 @@ The file has four parts (see config/keywords.toml):
   ``negative`` words (counting against the tier) and ``chars`` (single characters
   that count inside any word that is neither a keyword nor an extra word);
 - ``[types.<unit type>]``: ``examples`` (the table's own cases), ``words`` and
-  ``negative`` (weighted words that count for / against the type), one table for
-  every key of ``config.vocabulary.UNIT_TYPES`` and no other.
+  ``negative`` (weighted words that count for / against the type), ``addressed``
+  (those of its words that name it as the one to act), one table for every key of
+  ``config.vocabulary.UNIT_TYPES`` and no other.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class TypeTable:
     words: Mapping[str, float]
     negative: Mapping[str, float]
     examples: tuple[str, ...]
+    # Words naming this unit as the one to act ("请县里…", "镇政府出面"): they
+    # give it an obstruction report whose cause it must settle.
+    addressed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,7 @@ class _Validator:
             key = f"types.{name}"
             if name not in UNIT_TYPES:
                 raise self.fail(key, f"unknown unit type (known: {', '.join(UNIT_TYPES)})")
-            self.table(body, key, allowed={"words", "negative", "examples"}, required={"words"})
+            self.table(body, key, allowed={"words", "negative", "examples", "addressed"}, required={"words"})
             words = self.weighted(body["words"], f"{key}.words", required=True)
             negative = self.weighted(body.get("negative", {}), f"{key}.negative", required=False)
             for word in negative:
@@ -278,7 +282,12 @@ class _Validator:
                 if not isinstance(text, str) or not text.strip():
                     raise self.fail(f"{key}.examples[{i}]", "example must be a non-empty string")
                 texts.append(text.strip())
-            out[name] = TypeTable(unit_type=name, words=words, negative=negative, examples=tuple(texts))
+            addressed = self.word_list(body.get("addressed", []), f"{key}.addressed")
+            for word in addressed:
+                if word not in words:
+                    raise self.fail(f"{key}.addressed.{word}", "must also be one of the type's words")
+            out[name] = TypeTable(unit_type=name, words=words, negative=negative, examples=tuple(texts),
+                                  addressed=frozenset(addressed))
         for name in UNIT_TYPES:
             if name not in out:
                 raise self.fail(f"types.{name}", "missing: every unit type needs a keyword table")

@@ -172,6 +172,13 @@ def test_word_both_for_and_against(doc):
     refused(doc, "types.transport.negative.公路", "both counts for and against")
 
 
+def test_addressed_words_must_be_the_types_own(doc):
+    doc["types"]["county_government"]["addressed"] = ["县里", "派出所"]
+    refused(doc, "types.county_government.addressed.派出所", "one of the type's words")
+    doc["types"]["county_government"]["addressed"] = "县里"
+    refused(doc, "types.county_government.addressed", "must be a list")
+
+
 def test_duplicate_after_normalisation(doc):
     doc["types"]["power"]["words"]["１０ｋｖ"] = 3  # "10kv" is already there
     refused(doc, "types.power.words.１０ｋｖ", "duplicate word")

@@ -172,6 +172,15 @@ def test_obstruction_goes_to_police_with_cause_secondary(classifier):
     assert "human_resources" in t.secondary
 
 
+def test_obstruction_naming_the_government_to_act_goes_to_it_police_second(classifier):
+    t = classifier.classify("村民嫌补偿低，围着挖机不让干，请镇政府出面把补偿谈下来")
+    assert t.tier == "obstruction" and t.unit_type == "county_government"
+    assert t.secondary[0] == "public_security"
+    # Naming the police, or nobody, leaves the police in the lead.
+    assert classifier.classify("村民嫌补偿低，围着挖机不让干").unit_type == "public_security"
+    assert classifier.classify("村民嫌补偿低，围着挖机不让干，请派出所出警").unit_type == "public_security"
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -308,6 +317,15 @@ def test_jieba_cache_is_written_then_reused(classifier, cache_dir):
     warm = build_classifier(load_keywords(), cache_dir)
     assert cache.stat().st_mtime_ns == stamp  # loaded, not rebuilt
     assert warm.tokens("施工许可证还没批") == classifier.tokens("施工许可证还没批")
+    assert warm.tokenizer.FREQ.keys() == classifier.tokenizer.FREQ.keys()
+
+
+@pytest.mark.parametrize("damage", [b"", b"not marshal", b"\xe9\x00\x00"])
+def test_a_damaged_jieba_cache_is_rebuilt(tmp_path, damage):
+    (tmp_path / CACHE_FILE).write_bytes(damage)
+    rebuilt = build_classifier(load_keywords(), tmp_path)
+    assert rebuilt.tokens("施工许可证还没批") == ["施工许可证", "还", "没", "批"]
+    assert (tmp_path / CACHE_FILE).stat().st_size > 1_000_000
 
 
 def test_no_jieba_at_import_time():
