@@ -246,6 +246,7 @@ class DigestQueries:
         # Overdue in anything means the earliest deadline is past: that range of
         # its index narrows the scan to the overdue tickets; `anything` says which.
         anything = or_(*conditions.values())
+        overdue_now = and_(Ticket.is_open.is_(True), Ticket.earliest_due_at < self.now, self.in_scope(), anything)
         # Tickets waiting at the office (to dispatch, or for the office to decide
         # on an unconfirmed 办结) are listed under the office, not the unit.
         at_office = or_(Ticket.status.in_(_AT_OFFICE), conditions["confirm"])
@@ -257,7 +258,7 @@ class DigestQueries:
                 *(func.sum(case((cond, 1), else_=0)) for cond in conditions.values()),
                 *(func.min(case((conditions[stage], due_columns[stage]), else_=None)) for stage in conditions),
             )
-            .where(Ticket.is_open.is_(True), Ticket.earliest_due_at < self.now, self.in_scope(), anything)
+            .where(overdue_now)
             .group_by(holder)
         )
         rows = (await self.session.execute(stmt)).all()
@@ -289,7 +290,7 @@ class DigestQueries:
         # Chosen from the index alone (it holds what stuck_due reads); only the
         # chosen few tickets' rows are read for their lines.
         worst = (select(Ticket.id)
-                 .where(Ticket.is_open.is_(True), Ticket.earliest_due_at < self.now, self.in_scope(), anything)
+                 .where(overdue_now)
                  .order_by(stuck_due, Ticket.id)
                  .limit(self.limit))
         rows = (await self.session.execute(

