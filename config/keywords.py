@@ -88,6 +88,9 @@ class ClassifierParams:
     extra_word_factor: float
     obstruction_unit: str | None
     negators: tuple[str, ...]
+    # Words asking someone to act (请, 需要, 希望 ...): a unit's addressed word counts
+    # only in a clause that has one ("请县里落实补偿", not "县里来人劝了也不走").
+    requests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class KeywordTables:
 
     def vocabulary(self) -> frozenset[str]:
         """Every word the tokenizer must keep whole (scored or not)."""
-        words: set[str] = set(self.extra_words) | set(self.params.negators)
+        words: set[str] = set(self.extra_words) | set(self.params.negators) | set(self.params.requests)
         for table in self.types.values():
             words.update(table.words)
             words.update(table.negative)
@@ -208,7 +211,7 @@ class _Validator:
     # -- sections ----------------------------------------------------------
     def classifier(self, value: Any) -> ClassifierParams:
         key = "classifier"
-        self.table(value, key, allowed=set(_CLASSIFIER_DEFAULTS) | {"obstruction_unit", "negators"})
+        self.table(value, key, allowed=set(_CLASSIFIER_DEFAULTS) | {"obstruction_unit", "negators", "requests"})
         nums = dict(_CLASSIFIER_DEFAULTS)
         bounds = {
             "min_score": (0.0, 100.0, True),
@@ -225,7 +228,8 @@ class _Validator:
         if unit is not None and unit not in UNIT_TYPES:
             raise self.fail(f"{key}.obstruction_unit", f"unknown unit type {unit!r}")
         negators = self.word_list(value.get("negators", []), f"{key}.negators")
-        return ClassifierParams(obstruction_unit=unit, negators=negators, **nums)
+        requests = self.word_list(value.get("requests", []), f"{key}.requests")
+        return ClassifierParams(obstruction_unit=unit, negators=negators, requests=requests, **nums)
 
     def tokenizer(self, value: Any) -> tuple[str, ...]:
         self.table(value, "tokenizer", allowed={"extra_words"})

@@ -21,9 +21,10 @@ Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
    when the major words reach theirs, else general. Obstruction words after a
    negator (无, 没有 ...) do not count, nor the ones listed with them.
 3. An obstruction report goes to ``obstruction_unit`` (公安: 阻工扰工 within 3 days);
-   the unit types of its cause are listed as secondary. When the report names the
-   unit that must settle the cause (one of a type's ``addressed`` words: "请县里把
-   补偿落实", "需要镇政府出面"), that unit leads and the police come second.
+   the unit types of its cause are listed as secondary. When the report asks the
+   unit that must settle the cause to act (one of a type's ``addressed`` words in a
+   clause with one of the ``requests`` words: "请县里把补偿落实", "需要镇政府出面"),
+   that unit leads and the police come second.
 4. Otherwise the best unit type wins, unless it scores below ``min_score``
    (needs_office, reason "no_match") or the runner-up reaches ``ambiguity_ratio`` of
    it (needs_office, reason "ambiguous"). There is never a silent guess.
@@ -133,7 +134,8 @@ class Classifier:
     overlay: "Overlay | None" = None
     _type_names: tuple[str, ...] = field(init=False, repr=False)
     _hits: dict[str, _Hit] = field(init=False, repr=False)
-    _addressed: tuple[frozenset[str], ...] = field(init=False, repr=False)
+    _addressed_by_word: dict[str, tuple[int, ...]] = field(init=False, repr=False)
+    _requests: frozenset[str] = field(init=False, repr=False)
     _memo: dict[str, tuple[_Hit, ...]] = field(init=False, repr=False)
     _overlay: dict[str, tuple[tuple[int, float], ...]] = field(init=False, repr=False)
     _negators: frozenset[str] = field(init=False, repr=False)
@@ -145,7 +147,12 @@ class Classifier:
     def __post_init__(self) -> None:
         self._type_names = tuple(self.tables.types)
         self._hits = _compile_hits(self.tables, self._type_names)
-        self._addressed = tuple(table.addressed for table in self.tables.types.values())
+        addressed: dict[str, list[int]] = {}
+        for idx, table in enumerate(self.tables.types.values()):
+            for word in table.addressed:
+                addressed.setdefault(word, []).append(idx)
+        self._addressed_by_word = {word: tuple(types) for word, types in addressed.items()}
+        self._requests = frozenset(self.tables.params.requests)
         self._memo = {}
         # The tokenizer's dictionary must not change after this point (build_classifier
         # adds the keywords before creating the Classifier).
@@ -198,6 +205,8 @@ class Classifier:
         factor = 1.0
         clause = 0
         negating = False
+        requests, asked, addressed = self._requests, set(), self._addressed_by_word
+        named: dict[int, set[int]] = {}  # unit type -> clauses that name it as the one to act
         for pos, tok in enumerate(tokens):
             if tok in _CLAUSE_ENDS or tok.isspace():
                 clause += 1
@@ -207,6 +216,8 @@ class Classifier:
             if tok in negators:
                 negating = True
                 continue
+            if tok in requests:
+                asked.add(clause)
             hits = memo.get(tok)
             if hits is None:
                 hits = self._lookup(tok)
@@ -219,6 +230,8 @@ class Classifier:
                 if hit.obstruction and negating:
                     continue
                 seen.add(word)
+                for idx in addressed.get(word, ()):
+                    named.setdefault(idx, set()).add(clause)
                 for idx, weight in hit.types:
                     contrib[idx].append(weight * factor)
                     if pos < first[idx]:
@@ -244,7 +257,8 @@ class Classifier:
             if c:
                 c.sort(reverse=True)
                 scores[idx] += c[0] + extra * sum(c[1:])
-        return self._decide(text, scores, first, matched, tier_score, tier_words)
+        called = {idx for idx, clauses in named.items() if not clauses.isdisjoint(asked)}
+        return self._decide(text, scores, first, matched, tier_score, tier_words, called)
 
     # -- internals ---------------------------------------------------------
     def _decide(
@@ -255,6 +269,7 @@ class Classifier:
         matched: dict[int, list[str]],
         tier_score: dict[str, float],
         tier_words: dict[str, list[str]],
+        called: set[int],
     ) -> Triage:
         params = self.tables.params
         names = self._type_names
@@ -275,9 +290,8 @@ class Classifier:
             # evidence), unless the report names the unit that must act.
             police = names.index(params.obstruction_unit)
             scores[police] = max(scores[police], tier_score["obstruction"])
-            main = self._addressed_unit(matched, scores, besides=police)
-            if main is None:
-                main = police
+            called_units = [i for i in called if i != police and scores[i] >= params.min_score]
+            main = max(called_units, key=lambda i: scores[i], default=police)
             ranked = [main] + ([police] if police != main else []) + [i for i in ranked if i not in (main, police)]
         elif not ranked or scores[ranked[0]] < params.min_score:
             reason = NO_MATCH
@@ -314,14 +328,6 @@ class Classifier:
             reason=reason,
             secondary=secondary,
         )
-
-    def _addressed_unit(self, matched: dict[int, list[str]], scores: list[float], besides: int) -> int | None:
-        """The best-scoring unit type, other than `besides`, that the report names
-        as the one to act."""
-        named = [i for i, words in matched.items()
-                 if i != besides and scores[i] >= self.tables.params.min_score
-                 and not self._addressed[i].isdisjoint(words)]
-        return max(named, key=lambda i: scores[i], default=None)
 
     def _lookup(self, tok: str) -> tuple[_Hit, ...]:
         """Keywords in one token: the token itself, or else the longest keywords

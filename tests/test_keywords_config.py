@@ -179,6 +179,13 @@ def test_addressed_words_must_be_the_types_own(doc):
     refused(doc, "types.county_government.addressed", "must be a list")
 
 
+def test_request_words_are_a_word_list(doc):
+    doc["classifier"]["requests"] = "请"
+    refused(doc, "classifier.requests", "must be a list")
+    doc["classifier"]["requests"] = ["请", ""]
+    refused(doc, "classifier.requests[1]", "")
+
+
 def test_duplicate_after_normalisation(doc):
     doc["types"]["power"]["words"]["１０ｋｖ"] = 3  # "10kv" is already there
     refused(doc, "types.power.words.１０ｋｖ", "duplicate word")

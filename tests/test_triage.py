@@ -37,9 +37,12 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 # - independent2: 84.4% top-1 of the routable, obstruction 19/25 -> 96.9% of all 197,
 #   obstruction 25/25;
 # - independent3 (first seen after the two rounds above): 89.0% top-1 of the
-#   routable, obstruction 15/19 -> 96.2% of all 157, obstruction 19/19.
+#   routable, obstruction 15/19 -> 96.2% of all 157, obstruction 19/19;
+# - independent5 (first seen after three rounds): 91.1% top-1 of the routable,
+#   obstruction 26/30 -> 95.4% of all 196, obstruction 30/30 (and a unit named in
+#   an obstruction report leads only when asked to act: requests).
 INDEPENDENT_FLOORS = {"triage_independent.jsonl": 0.95, "triage_independent2.jsonl": 0.965,
-                      "triage_independent3.jsonl": 0.96}
+                      "triage_independent3.jsonl": 0.96, "triage_independent5.jsonl": 0.95}
 
 
 def _rows(name: str) -> list[dict]:
@@ -203,6 +206,8 @@ def test_obstruction_naming_the_government_to_act_goes_to_it_police_second(class
     # Naming the police, or nobody, leaves the police in the lead.
     assert classifier.classify("村民嫌补偿低，围着挖机不让干").unit_type == "public_security"
     assert classifier.classify("村民嫌补偿低，围着挖机不让干，请派出所出警").unit_type == "public_security"
+    # Naming the government without asking it to act does not.
+    assert classifier.classify("村民围着挖机不让干，镇政府来人劝了也不走").unit_type == "public_security"
 
 
 @pytest.mark.parametrize(
