@@ -41,8 +41,12 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 # - independent5 (first seen after three rounds): 91.1% top-1 of the routable,
 #   obstruction 26/30 -> 95.4% of all 196, obstruction 30/30 (and a unit named in
 #   an obstruction report leads only when asked to act: requests).
+# - independent4 (formal reports and decoys: 拦/扣/退回 by an authority; first seen
+#   after four rounds): 94.8% top-1 of the routable, obstruction 25/25, 4 decoys
+#   called obstruction -> 97.5% of all 197, no decoy.
 INDEPENDENT_FLOORS = {"triage_independent.jsonl": 0.95, "triage_independent2.jsonl": 0.965,
-                      "triage_independent3.jsonl": 0.96, "triage_independent5.jsonl": 0.95}
+                      "triage_independent3.jsonl": 0.96, "triage_independent4.jsonl": 0.97,
+                      "triage_independent5.jsonl": 0.95}
 
 
 def _rows(name: str) -> list[dict]:
