@@ -64,8 +64,8 @@ class TypeTable:
     words: Mapping[str, float]
     negative: Mapping[str, float]
     examples: tuple[str, ...]
-    # Words naming this unit as the one to act ("请县里…", "镇政府出面"): they
-    # give it an obstruction report whose cause it must settle.
+    # The unit's names ("发改委", "县里", "镇政府"): asked to act in a report's
+    # clause ("请县里…", "需要镇政府出面"), it takes the report.
     addressed: frozenset[str] = frozenset()
 
 

@@ -20,15 +20,18 @@ Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
 2. Tier: obstruction when the obstruction words reach their threshold, else major
    when the major words reach theirs, else general. Obstruction words after a
    negator (无, 没有 ...) do not count, nor the ones listed with them.
-3. An obstruction report goes to ``obstruction_unit`` (公安: 阻工扰工 within 3 days);
-   the unit types of its cause are listed as secondary. When the report asks the
-   unit that must settle the cause to act (one of a type's ``addressed`` words in a
-   clause with one of the ``requests`` words: "请县里把补偿落实", "需要镇政府出面"),
-   that unit leads and the police come second.
-4. Otherwise the best unit type wins, unless it scores below ``min_score``
+3. A report that asks a unit to act (one of its type's ``addressed`` words, the
+   unit's own name, in a clause with one of the ``requests`` words: "请县里把补偿
+   落实", "需要发改委出面统筹") goes to that unit type, if the type scores at least
+   ``min_score``; several asked: the best scoring. Naming a unit is not asking it
+   ("镇里来人劝了也不走").
+4. Otherwise an obstruction report goes to ``obstruction_unit`` (公安: 阻工扰工
+   within 3 days), the unit types of its cause listed as secondary; a report that
+   asks another unit to act (3.) still has the police second.
+5. Otherwise the best unit type wins, unless it scores below ``min_score``
    (needs_office, reason "no_match") or the runner-up reaches ``ambiguity_ratio`` of
    it (needs_office, reason "ambiguous"). There is never a silent guess.
-5. Other unit types scoring at least ``secondary_ratio`` of the best (and at least
+6. Other unit types scoring at least ``secondary_ratio`` of the best (and at least
    ``min_score``) are secondary: the report names several problems.
 
 Confidence is ``s1 / (s1 + 2) * (0.5 + 0.5 * (s1 - s2) / s1)`` for the best score
@@ -285,14 +288,17 @@ class Classifier:
 
         main: int | None = None
         reason: str | None = None
+        asked_to_act = [i for i in called if scores[i] >= params.min_score]
         if tier == "obstruction" and params.obstruction_unit is not None:
             # The police unit leads (its score is at least the obstruction
-            # evidence), unless the report names the unit that must act.
+            # evidence), unless the report asks another unit to act.
             police = names.index(params.obstruction_unit)
             scores[police] = max(scores[police], tier_score["obstruction"])
-            called_units = [i for i in called if i != police and scores[i] >= params.min_score]
-            main = max(called_units, key=lambda i: scores[i], default=police)
+            main = max((i for i in asked_to_act if i != police), key=lambda i: scores[i], default=police)
             ranked = [main] + ([police] if police != main else []) + [i for i in ranked if i not in (main, police)]
+        elif asked_to_act:
+            main = max(asked_to_act, key=lambda i: scores[i])
+            ranked = [main] + [i for i in ranked if i != main]
         elif not ranked or scores[ranked[0]] < params.min_score:
             reason = NO_MATCH
         elif len(ranked) > 1 and scores[ranked[1]] >= params.ambiguity_ratio * scores[ranked[0]]:

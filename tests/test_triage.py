@@ -44,9 +44,16 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 # - independent4 (formal reports and decoys: 拦/扣/退回 by an authority; first seen
 #   after four rounds): 94.8% top-1 of the routable, obstruction 25/25, 4 decoys
 #   called obstruction -> 97.5% of all 197, no decoy.
+# - independent6 (rural county projects, voice-to-text) and independent7 (city
+#   projects, technical), both first seen after five rounds: 91.1% and 95.8% top-1
+#   of the routable, obstruction 29/30 and 23/25, 4 and 2 decoys called
+#   obstruction. Asking a unit to act (rule 3 of handlers/triage.py) then gained 2
+#   on the rural set and lost nothing anywhere; with the words they showed
+#   missing: 94.0% of all 200 and 96.5% of all 200, obstruction 30/30 and 25/25.
 INDEPENDENT_FLOORS = {"triage_independent.jsonl": 0.95, "triage_independent2.jsonl": 0.965,
-                      "triage_independent3.jsonl": 0.96, "triage_independent4.jsonl": 0.97,
-                      "triage_independent5.jsonl": 0.95}
+                      "triage_independent3.jsonl": 0.965, "triage_independent4.jsonl": 0.975,
+                      "triage_independent5.jsonl": 0.95, "triage_independent6.jsonl": 0.94,
+                      "triage_independent7.jsonl": 0.965}
 
 
 def _rows(name: str) -> list[dict]:
@@ -201,6 +208,13 @@ def test_obstruction_goes_to_police_with_cause_secondary(classifier):
     t = classifier.classify("讨薪的工人把项目部大门堵了")
     assert t.tier == "obstruction" and t.unit_type == "public_security"
     assert "human_resources" in t.secondary
+
+
+def test_a_report_asking_a_unit_to_act_goes_to_it(classifier):
+    t = classifier.classify("风光储一体化项目涉及能源、自然资源、电网好几家，需要发改委出面统筹")
+    assert t.unit_type == "development" and not t.needs_office
+    # Named, not asked: the duty words decide.
+    assert classifier.classify("施工许可证还没下来，发改委的人也说不清").unit_type == "approval"
 
 
 def test_obstruction_naming_the_government_to_act_goes_to_it_police_second(classifier):
