@@ -228,13 +228,13 @@ class Classifier:
                 negating = False
             for hit in hits:
                 word = hit.word
+                for idx in addressed.get(word, ()):  # every clause naming it, not only the first
+                    named.setdefault(idx, set()).add(clause)
                 if word in seen:
                     continue
                 if hit.obstruction and negating:
                     continue
                 seen.add(word)
-                for idx in addressed.get(word, ()):
-                    named.setdefault(idx, set()).add(clause)
                 for idx, weight in hit.types:
                     contrib[idx].append(weight * factor)
                     if pos < first[idx]:

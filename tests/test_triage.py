@@ -50,10 +50,15 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 #   obstruction. Asking a unit to act (rule 3 of handlers/triage.py) then gained 2
 #   on the rural set and lost nothing anywhere; with the words they showed
 #   missing: 94.0% of all 200 and 96.5% of all 200, obstruction 30/30 and 25/25.
+# - independent8 (a typical week, 250, first seen after all of the above): 92.5%
+#   top-1 of the routable, obstruction 32/35, 6 decoys called obstruction. It showed
+#   a unit asked in a later clause than the one first naming it was missed (fixed),
+#   and obstruction only described (拔了木桩, 坐在桩机前, 硬拽下来): then 95.8% of
+#   the routable, obstruction 35/35, 2 decoys.
 INDEPENDENT_FLOORS = {"triage_independent.jsonl": 0.95, "triage_independent2.jsonl": 0.965,
-                      "triage_independent3.jsonl": 0.965, "triage_independent4.jsonl": 0.975,
+                      "triage_independent3.jsonl": 0.965, "triage_independent4.jsonl": 0.98,
                       "triage_independent5.jsonl": 0.95, "triage_independent6.jsonl": 0.94,
-                      "triage_independent7.jsonl": 0.965}
+                      "triage_independent7.jsonl": 0.965, "triage_independent8.jsonl": 0.955}
 
 
 def _rows(name: str) -> list[dict]:
@@ -224,6 +229,9 @@ def test_obstruction_naming_the_government_to_act_goes_to_it_police_second(class
     # Naming the police, or nobody, leaves the police in the lead.
     assert classifier.classify("村民嫌补偿低，围着挖机不让干").unit_type == "public_security"
     assert classifier.classify("村民嫌补偿低，围着挖机不让干，请派出所出警").unit_type == "public_security"
+    # Asked in a later clause than the one first naming it.
+    t = classifier.classify("村民把搅拌站进出口堵了，租金由镇政府代付，请镇政府尽快兑付")
+    assert t.tier == "obstruction" and t.unit_type == "county_government"
     # Naming the government without asking it to act does not.
     assert classifier.classify("村民围着挖机不让干，镇政府来人劝了也不走").unit_type == "public_security"
 
