@@ -91,6 +91,9 @@ class ClassifierParams:
     # Words asking someone to act (请, 需要, 希望 ...): a unit's addressed word counts
     # only in a clause that has one ("请县里落实补偿", not "县里来人劝了也不走").
     requests: tuple[str, ...] = ()
+    # Words that ask only the unit named right after them ("要求县里…"; but
+    # "一伙人要求我们…" asks nobody).
+    direct_requests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class KeywordTables:
     def vocabulary(self) -> frozenset[str]:
         """Every word the tokenizer must keep whole (scored or not)."""
         words: set[str] = set(self.extra_words) | set(self.params.negators) | set(self.params.requests)
+        words |= set(self.params.direct_requests)
         for table in self.types.values():
             words.update(table.words)
             words.update(table.negative)
@@ -211,7 +215,7 @@ class _Validator:
     # -- sections ----------------------------------------------------------
     def classifier(self, value: Any) -> ClassifierParams:
         key = "classifier"
-        self.table(value, key, allowed=set(_CLASSIFIER_DEFAULTS) | {"obstruction_unit", "negators", "requests"})
+        self.table(value, key, allowed=set(_CLASSIFIER_DEFAULTS) | {"obstruction_unit", "negators", "requests", "direct_requests"})
         nums = dict(_CLASSIFIER_DEFAULTS)
         bounds = {
             "min_score": (0.0, 100.0, True),
@@ -229,7 +233,9 @@ class _Validator:
             raise self.fail(f"{key}.obstruction_unit", f"unknown unit type {unit!r}")
         negators = self.word_list(value.get("negators", []), f"{key}.negators")
         requests = self.word_list(value.get("requests", []), f"{key}.requests")
-        return ClassifierParams(obstruction_unit=unit, negators=negators, requests=requests, **nums)
+        direct = self.word_list(value.get("direct_requests", []), f"{key}.direct_requests")
+        return ClassifierParams(obstruction_unit=unit, negators=negators, requests=requests, direct_requests=direct,
+                                **nums)
 
     def tokenizer(self, value: Any) -> tuple[str, ...]:
         self.table(value, "tokenizer", allowed={"extra_words"})

@@ -72,7 +72,7 @@ _RE_HAN = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
 # Tokens that end a clause. "、" lists items inside one clause, so it is not here.
 _CLAUSE_ENDS = frozenset("，,。.；;！!？?：:\n\r\t …~～()（）【】[]")
 # Tokens that keep a negation going over a list: "无阻工、扰工", "没有发生阻工".
-_NEGATION_PASS = frozenset(["、", "和", "或", "及", "等", "发生", "出现", "任何", "过", "的", "情况"])
+_NEGATION_PASS = frozenset(["、", "和", "或", "及", "等", "发生", "出现", "任何", "过", "的", "情况", "去", "来", "也"])
 _MEMO_LIMIT = 200_000
 _FREQ_BOOST = 5  # keywords get 5x the frequency jieba suggests, so context rarely splits them
 
@@ -139,6 +139,7 @@ class Classifier:
     _hits: dict[str, _Hit] = field(init=False, repr=False)
     _addressed_by_word: dict[str, tuple[int, ...]] = field(init=False, repr=False)
     _requests: frozenset[str] = field(init=False, repr=False)
+    _direct_requests: frozenset[str] = field(init=False, repr=False)
     _memo: dict[str, tuple[_Hit, ...]] = field(init=False, repr=False)
     _overlay: dict[str, tuple[tuple[int, float], ...]] = field(init=False, repr=False)
     _negators: frozenset[str] = field(init=False, repr=False)
@@ -156,6 +157,7 @@ class Classifier:
                 addressed.setdefault(word, []).append(idx)
         self._addressed_by_word = {word: tuple(types) for word, types in addressed.items()}
         self._requests = frozenset(self.tables.params.requests)
+        self._direct_requests = frozenset(self.tables.params.direct_requests)
         self._memo = {}
         # The tokenizer's dictionary must not change after this point (build_classifier
         # adds the keywords before creating the Classifier).
@@ -208,7 +210,7 @@ class Classifier:
         factor = 1.0
         clause = 0
         negating = False
-        requests, asked, addressed = self._requests, set(), self._addressed_by_word
+        requests, direct, asked, addressed = self._requests, self._direct_requests, set(), self._addressed_by_word
         named: dict[int, set[int]] = {}  # unit type -> clauses that name it as the one to act
         for pos, tok in enumerate(tokens):
             if tok in _CLAUSE_ENDS or tok.isspace():
@@ -220,6 +222,8 @@ class Classifier:
                 negating = True
                 continue
             if tok in requests:
+                asked.add(clause)
+            elif tok in direct and pos + 1 < len(tokens) and tokens[pos + 1] in addressed:
                 asked.add(clause)
             hits = memo.get(tok)
             if hits is None:

@@ -186,6 +186,11 @@ def test_request_words_are_a_word_list(doc):
     refused(doc, "classifier.requests[1]", "")
 
 
+def test_direct_request_words_are_a_word_list(doc):
+    doc["classifier"]["direct_requests"] = {"要求": 1}
+    refused(doc, "classifier.direct_requests", "must be a list")
+
+
 def test_duplicate_after_normalisation(doc):
     doc["types"]["power"]["words"]["１０ｋｖ"] = 3  # "10kv" is already there
     refused(doc, "types.power.words.１０ｋｖ", "duplicate word")
