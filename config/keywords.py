@@ -7,8 +7,9 @@ naming the dotted key, so a bad table is refused at start-up.
 The file has four parts (see config/keywords.toml):
 
 - ``[classifier]``: thresholds (min_score, ambiguity_ratio, secondary_ratio,
-  clause_decay, min_clause_factor), the unit type that handles obstruction and the
-  negators that cancel an obstruction word;
+  clause_decay, min_clause_factor), the unit type that handles obstruction, the
+  negators that cancel an obstruction word, and the words that ask a unit to act
+  (requests, direct_requests);
 - ``[tokenizer] extra_words``: words kept whole by the tokenizer but never scored;
 - ``[tiers.obstruction]`` / ``[tiers.major]``: threshold, weighted ``words``,
   ``negative`` words (counting against the tier) and ``chars`` (single characters
@@ -215,7 +216,8 @@ class _Validator:
     # -- sections ----------------------------------------------------------
     def classifier(self, value: Any) -> ClassifierParams:
         key = "classifier"
-        self.table(value, key, allowed=set(_CLASSIFIER_DEFAULTS) | {"obstruction_unit", "negators", "requests", "direct_requests"})
+        lists = {"obstruction_unit", "negators", "requests", "direct_requests"}
+        self.table(value, key, allowed=set(_CLASSIFIER_DEFAULTS) | lists)
         nums = dict(_CLASSIFIER_DEFAULTS)
         bounds = {
             "min_score": (0.0, 100.0, True),

@@ -22,9 +22,10 @@ Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
    negator (无, 没有 ...) do not count, nor the ones listed with them.
 3. A report that asks a unit to act (one of its type's ``addressed`` words, the
    unit's own name, in a clause with one of the ``requests`` words: "请县里把补偿
-   落实", "需要发改委出面统筹") goes to that unit type, if the type scores at least
+   落实", "需要发改委出面统筹"; or right after one of the ``direct_requests``:
+   "要求县里给个说法") goes to that unit type, if the type scores at least
    ``min_score``; several asked: the best scoring. Naming a unit is not asking it
-   ("镇里来人劝了也不走").
+   ("镇里来人劝了也不走", "一伙人要求我们…").
 4. Otherwise an obstruction report goes to ``obstruction_unit`` (公安: 阻工扰工
    within 3 days), the unit types of its cause listed as secondary; a report that
    asks another unit to act (3.) still has the police second.
