@@ -31,45 +31,38 @@ HOLDOUT_OBSTRUCTION_RECALL_FLOOR = 1.0
 # Routable reports the classifier still sends to the office (3 of 829 in eval).
 EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 # triage_independent*.jsonl: each written by a separate session that never saw the
-# tables or the other sets (labels from the duty annex only), scored as first seen,
-# then the tables gained the duty words and obstruction forms it showed missing:
-# - independent:  88.7% top-1 of the routable, obstruction 30/30 -> 95.5% of all 244;
-# - independent2: 84.4% top-1 of the routable, obstruction 19/25 -> 96.9% of all 197,
-#   obstruction 25/25;
-# - independent3 (first seen after the two rounds above): 89.0% top-1 of the
-#   routable, obstruction 15/19 -> 96.2% of all 157, obstruction 19/19;
-# - independent5 (first seen after three rounds): 91.1% top-1 of the routable,
-#   obstruction 26/30 -> 95.4% of all 196, obstruction 30/30 (and a unit named in
-#   an obstruction report leads only when asked to act: requests).
-# - independent4 (formal reports and decoys: 拦/扣/退回 by an authority; first seen
-#   after four rounds): 94.8% top-1 of the routable, obstruction 25/25, 4 decoys
-#   called obstruction -> 97.5% of all 197, no decoy.
-# - independent6 (rural county projects, voice-to-text) and independent7 (city
-#   projects, technical), both first seen after five rounds: 91.1% and 95.8% top-1
-#   of the routable, obstruction 29/30 and 23/25, 4 and 2 decoys called
-#   obstruction. Asking a unit to act (rule 3 of handlers/triage.py) then gained 2
-#   on the rural set and lost nothing anywhere; with the words they showed
-#   missing: 94.0% of all 200 and 96.5% of all 200, obstruction 30/30 and 25/25.
-# - independent8 (a typical week, 250, first seen after all of the above): 92.5%
-#   top-1 of the routable, obstruction 32/35, 6 decoys called obstruction. It showed
-#   a unit asked in a later clause than the one first naming it was missed (fixed),
-#   and obstruction only described (拔了木桩, 坐在桩机前, 硬拽下来): then 95.8% of
-#   the routable, obstruction 35/35, 2 decoys.
-# - independent9 (110 obstruction reports, 50 decoys; first seen after all of the
-#   above): 85.8% top-1 of the routable, obstruction only 86/110 (fragments such as
-#   "门又被焊了", "人又坐门口了", and acts never named before). The acts and their
-#   forms added, accidents, weather and utilities as negatives: 93.2%, 106/110.
-# - independent10 (the breadth of every department's duties, beyond the headline
-#   ones; first seen after all of the above): 86.8% top-1 of the routable (the
-#   less obvious duties: 三线一单, 配储, 退库, 融资平衡 ...), obstruction 19/20 ->
-#   with those duty words, 94.3% of the routable. Telecom cables (光缆) stay out of
-#   the tables on purpose: they are what tests/test_triage_learn.py learns.
-OBSTRUCTION_RECALL_FLOORS = {"triage_independent9.jsonl": 0.96, "triage_independent10.jsonl": 0.95}
-INDEPENDENT_FLOORS = {"triage_independent.jsonl": 0.95, "triage_independent2.jsonl": 0.965,
-                      "triage_independent3.jsonl": 0.965, "triage_independent4.jsonl": 0.98,
-                      "triage_independent5.jsonl": 0.95, "triage_independent6.jsonl": 0.94,
-                      "triage_independent7.jsonl": 0.965, "triage_independent8.jsonl": 0.95,
-                      "triage_independent9.jsonl": 0.93, "triage_independent10.jsonl": 0.945}
+# tables or the other sets (labels from the duty annex and DOMAIN.md only), scored
+# as first seen, then the tables gained the duty words and obstruction forms it
+# showed missing, and it stayed here as a floor. As first seen (top-1 of the
+# routable reports; obstruction recall; decoys called obstruction):
+#
+#   set  what                                      top-1    obstruction  decoys
+#   1    mixed, casual                             88.7%    30/30
+#   2    mixed, very varied                        84.4%    19/25
+#   3    mixed (after rounds 1-2)                  89.0%    15/19
+#   5    18 liaison voices (after 1-3)             91.1%    26/30
+#   4    formal reports + decoys (after 1-5)       94.8%    25/25        4
+#   6    rural county, voice-to-text               91.1%    29/30        4
+#   7    city projects, technical                  95.8%    23/25        2
+#   8    a typical week, 250                       92.5%    32/35        6
+#   9    110 obstruction + 50 decoys               85.8%    86/110       4
+#   10   every department's less obvious duties    86.8%    19/20        2
+#   11   an ordinary month, 220                    88.7%    24/25        2
+#   12   90 obstruction (novel acts) + 50 decoys   81.8%    69/90        7
+#
+# Along the way: a unit asked to act takes the report (rule 3 of handlers/triage.py:
+# +2 on set 6 unseen, nothing lost elsewhere); the clause asking may come after the
+# one first naming it; 要求 asks only the unit right after it. Telecom cables (光缆)
+# stay out of the tables on purpose: they are what tests/test_triage_learn.py learns.
+# Floors: (top-1 of all rows, obstruction recall), just under what the tables reach.
+INDEPENDENT_FLOORS = {
+    "triage_independent.jsonl": (0.96, 1.0), "triage_independent2.jsonl": (0.965, 1.0),
+    "triage_independent3.jsonl": (0.965, 1.0), "triage_independent4.jsonl": (0.98, 1.0),
+    "triage_independent5.jsonl": (0.95, 1.0), "triage_independent6.jsonl": (0.94, 1.0),
+    "triage_independent7.jsonl": (0.965, 1.0), "triage_independent8.jsonl": (0.96, 1.0),
+    "triage_independent9.jsonl": (0.935, 0.97), "triage_independent10.jsonl": (0.94, 0.95),
+    "triage_independent11.jsonl": (0.96, 1.0), "triage_independent12.jsonl": (0.925, 0.95),
+}
 
 
 def _rows(name: str) -> list[dict]:
@@ -154,8 +147,9 @@ def test_holdout_floors(classifier):
 @pytest.mark.parametrize("name", INDEPENDENT_FLOORS)
 def test_independent_set_floors(classifier, name):
     m = _measure(classifier, _rows(name))
-    assert m["top1"] >= INDEPENDENT_FLOORS[name], m
-    assert m["obstruction_recall"] >= OBSTRUCTION_RECALL_FLOORS.get(name, 1.0), m
+    top1, obstruction_recall = INDEPENDENT_FLOORS[name]
+    assert m["top1"] >= top1, m
+    assert m["obstruction_recall"] >= obstruction_recall, m
 
 
 @pytest.mark.parametrize("name", DATA_FILES)
