@@ -49,6 +49,8 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 #   10   every department's less obvious duties    86.8%    19/20        2
 #   11   an ordinary month, 220                    88.7%    24/25        2
 #   12   90 obstruction (novel acts) + 50 decoys   81.8%    69/90        7
+#   14   80 obstruction (novel acts) + 45 decoys   86.2%    72/80        7
+#   13   two months of a city's liaisons           92.5%    25/25        6
 #
 # Along the way: a unit asked to act takes the report (rule 3 of handlers/triage.py:
 # +2 on set 6 unseen, nothing lost elsewhere); the clause asking may come after the
@@ -62,6 +64,7 @@ INDEPENDENT_FLOORS = {
     "triage_independent7.jsonl": (0.965, 1.0), "triage_independent8.jsonl": (0.96, 1.0),
     "triage_independent9.jsonl": (0.935, 0.97), "triage_independent10.jsonl": (0.94, 0.95),
     "triage_independent11.jsonl": (0.96, 1.0), "triage_independent12.jsonl": (0.925, 0.95),
+    "triage_independent13.jsonl": (0.94, 1.0), "triage_independent14.jsonl": (0.925, 1.0),
 }
 
 
