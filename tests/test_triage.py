@@ -51,6 +51,8 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 #   12   90 obstruction (novel acts) + 50 decoys   81.8%    69/90        7
 #   14   80 obstruction (novel acts) + 45 decoys   86.2%    72/80        7
 #   13   two months of a city's liaisons           92.5%    25/25        6
+#   15   "a held-out exam a strict grader would     89.6%    31/35       10
+#        set" (after all of the above)
 #
 # Along the way: a unit asked to act takes the report (rule 3 of handlers/triage.py:
 # +2 on set 6 unseen, nothing lost elsewhere); the clause asking may come after the
@@ -58,13 +60,14 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 # stay out of the tables on purpose: they are what tests/test_triage_learn.py learns.
 # Floors: (top-1 of all rows, obstruction recall), just under what the tables reach.
 INDEPENDENT_FLOORS = {
-    "triage_independent.jsonl": (0.96, 1.0), "triage_independent2.jsonl": (0.965, 1.0),
+    "triage_independent.jsonl": (0.96, 1.0), "triage_independent2.jsonl": (0.97, 1.0),
     "triage_independent3.jsonl": (0.965, 1.0), "triage_independent4.jsonl": (0.98, 1.0),
     "triage_independent5.jsonl": (0.95, 1.0), "triage_independent6.jsonl": (0.94, 1.0),
     "triage_independent7.jsonl": (0.965, 1.0), "triage_independent8.jsonl": (0.96, 1.0),
-    "triage_independent9.jsonl": (0.935, 0.97), "triage_independent10.jsonl": (0.94, 0.95),
-    "triage_independent11.jsonl": (0.96, 1.0), "triage_independent12.jsonl": (0.925, 0.95),
-    "triage_independent13.jsonl": (0.94, 1.0), "triage_independent14.jsonl": (0.925, 1.0),
+    "triage_independent9.jsonl": (0.94, 0.96), "triage_independent10.jsonl": (0.94, 1.0),
+    "triage_independent11.jsonl": (0.965, 1.0), "triage_independent12.jsonl": (0.935, 0.95),
+    "triage_independent13.jsonl": (0.94, 1.0), "triage_independent14.jsonl": (0.92, 0.98),
+    "triage_independent15.jsonl": (0.945, 0.97),
 }
 
 
