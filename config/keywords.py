@@ -26,6 +26,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -55,8 +56,19 @@ _CLASSIFIER_DEFAULTS: dict[str, float] = {
 
 def normalize(text: str) -> str:
     """The form both keywords and reports are matched in: NFKC (full-width to
-    half-width), lower-case letters."""
-    return unicodedata.normalize("NFKC", text).lower()
+    half-width), lower-case letters. Chat text is NFKC already but for its
+    full-width punctuation, which a table maps first: then the (fast) check
+    usually spares the (slow, ~17 us per 200 characters) normalisation."""
+    text = text.translate(_full_width())
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return text.lower()
+
+
+@cache
+def _full_width() -> dict[int, str]:
+    """Full-width ASCII forms and the ideographic space, as NFKC maps them."""
+    return {cp: unicodedata.normalize("NFKC", chr(cp)) for cp in (*range(0xFF01, 0xFF5F), 0x3000)}
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,18 @@ def test_words_are_normalised(doc):
     assert normalize("ＡＢＣ，１２") == "abc,12"
 
 
+def test_normalize_is_nfkc_lower_case_on_every_report():
+    import json
+    import unicodedata
+    from pathlib import Path
+
+    texts = [json.loads(line)["text"] for path in sorted((Path(__file__).parent / "data").glob("triage_*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts += ["ｆｕｌｌ　ｗｉｄｔｈ！", "①号楼", "㎡ ㎞ ℃", "ﬁ", "Ⅻ", "ｶﾀｶﾅ", "\u3000", "ＰＭ２．５"]
+    for text in texts:
+        assert normalize(text) == unicodedata.normalize("NFKC", text).lower(), text
+
+
 def test_vocabulary_and_examples():
     tables = load_keywords()
     vocab = tables.vocabulary()
