@@ -70,7 +70,7 @@ INDEPENDENT_FLOORS = {
     "triage_independent11.jsonl": (0.965, 1.0), "triage_independent12.jsonl": (0.94, 0.96),
     "triage_independent13.jsonl": (0.94, 1.0), "triage_independent14.jsonl": (0.92, 0.98),
     "triage_independent15.jsonl": (0.945, 0.97), "triage_independent16.jsonl": (0.965, 1.0),
-    "triage_independent17.jsonl": (0.945, 0.97),
+    "triage_independent17.jsonl": (0.94, 0.97),
 }
 
 
