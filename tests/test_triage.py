@@ -56,6 +56,8 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 #   16   the same brief, another examiner           90.8%    31/35        4
 #   17   the same brief, a year in northern China   87.1%    36/39        5
 #   18   the same brief, central/southern dialect   90.4%    35/39        2
+#   19   80 obstruction in 80 voices + 40 decoys    77.9%    68/80        7
+#   20   an exam over every department's duties     92.7%    25/25        2
 #
 # Along the way: a unit asked to act takes the report (rule 3 of handlers/triage.py:
 # +2 on set 6 unseen, nothing lost elsewhere); the clause asking may come after the
@@ -67,11 +69,12 @@ INDEPENDENT_FLOORS = {
     "triage_independent3.jsonl": (0.97, 1.0), "triage_independent4.jsonl": (0.98, 1.0),
     "triage_independent5.jsonl": (0.95, 1.0), "triage_independent6.jsonl": (0.94, 1.0),
     "triage_independent7.jsonl": (0.965, 1.0), "triage_independent8.jsonl": (0.96, 1.0),
-    "triage_independent9.jsonl": (0.95, 0.97), "triage_independent10.jsonl": (0.94, 1.0),
-    "triage_independent11.jsonl": (0.965, 1.0), "triage_independent12.jsonl": (0.94, 0.96),
+    "triage_independent9.jsonl": (0.95, 0.97), "triage_independent10.jsonl": (0.935, 1.0),
+    "triage_independent11.jsonl": (0.965, 1.0), "triage_independent12.jsonl": (0.94, 0.97),
     "triage_independent13.jsonl": (0.94, 1.0), "triage_independent14.jsonl": (0.92, 0.98),
     "triage_independent15.jsonl": (0.95, 0.97), "triage_independent16.jsonl": (0.965, 1.0),
     "triage_independent17.jsonl": (0.94, 0.97), "triage_independent18.jsonl": (0.94, 0.97),
+    "triage_independent19.jsonl": (0.85, 0.97), "triage_independent20.jsonl": (0.94, 1.0),
 }
 
 
