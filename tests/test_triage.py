@@ -58,6 +58,7 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 #   18   the same brief, central/southern dialect   90.4%    35/39        2
 #   19   80 obstruction in 80 voices + 40 decoys    77.9%    68/80        7
 #   20   an exam over every department's duties     92.7%    25/25        2
+#   21   60 obstruction, no clichés, 60 projects    84.2%    48/60        9
 #
 # Along the way: a unit asked to act takes the report (rule 3 of handlers/triage.py:
 # +2 on set 6 unseen, nothing lost elsewhere); the clause asking may come after the
@@ -75,6 +76,7 @@ INDEPENDENT_FLOORS = {
     "triage_independent15.jsonl": (0.95, 0.97), "triage_independent16.jsonl": (0.965, 1.0),
     "triage_independent17.jsonl": (0.94, 0.97), "triage_independent18.jsonl": (0.94, 0.97),
     "triage_independent19.jsonl": (0.85, 0.97), "triage_independent20.jsonl": (0.94, 1.0),
+    "triage_independent21.jsonl": (0.91, 0.95),
 }
 
 
