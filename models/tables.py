@@ -134,10 +134,6 @@ class TicketCounter(Base):
     last: Mapped[int] = mapped_column(Integer, default=0)
 
 
-EARLIEST_DUE_INDEX = ("is_open", "earliest_due_at", "office_id", "unit_id", "status", "first_feedback_at",
-                      "dispatch_due_at", "ack_due_at", "feedback_due_at", "resolve_due_at", "confirm_due_at")
-
-
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
@@ -145,7 +141,9 @@ class Ticket(Base):
         Index("ix_tickets_open_next_action", "is_open", "next_action_at"),
         # Digests ask "what is overdue / due soon": a range of the earliest
         # deadline, answered from the index alone (it holds what they test).
-        Index("ix_tickets_open_earliest_due", *EARLIEST_DUE_INDEX),
+        Index("ix_tickets_open_earliest_due", "is_open", "earliest_due_at", "office_id", "unit_id", "status",
+              "first_feedback_at", "dispatch_due_at", "ack_due_at", "feedback_due_at", "resolve_due_at",
+              "confirm_due_at"),
         # Open counts and escalation levels per office, read from the index alone.
         Index("ix_tickets_open_office_level", "is_open", "office_id", "escalation_level"),
         Index("ix_tickets_open_unit_status", "is_open", "unit_id", "status"),

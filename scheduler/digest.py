@@ -167,11 +167,12 @@ def _line(row: Sequence[Any], **extra: Any) -> TicketLine:
 class DigestQueries:
     """The digest's queries over one office's scope and period."""
 
-    def __init__(self, session: AsyncSession, scope: Sequence[int], start: datetime, end: datetime,
-                 now: datetime, limit: int, everything: bool = False):
+    def __init__(self, session: AsyncSession, scope: Sequence[int], days: tuple[date, date], start: datetime,
+                 end: datetime, now: datetime, limit: int, everything: bool = False):
         self.session = session
         self.scope = list(scope)
         self.everything = everything  # the scope is every office: no filter needed
+        self.first_day, self.last_day = days  # the period, local days; [start, end) in UTC
         self.start, self.end, self.now = start, end, now
         self.limit = limit
 
@@ -408,7 +409,8 @@ async def digest_queries(session: AsyncSession, office_id: int, now: datetime, p
     if office is None:
         raise LookupError(f"no office with id {office_id}")
     scope = sorted(descendants(office_id, offices))
-    return office, DigestQueries(session, scope, start, end, now, item_limit, everything=len(scope) == len(offices))
+    return office, DigestQueries(session, scope, (first, last), start, end, now, item_limit,
+                                 everything=len(scope) == len(offices))
 
 
 async def build_digest(
@@ -424,8 +426,7 @@ async def build_digest(
     ends at the start of `now`'s local day. Each section has its total and
     at most `item_limit` tickets."""
     office, q = await digest_queries(session, office_id, now, policy, cadence, item_limit=item_limit)
-    start, end = q.start, q.end
-    first, last = digest_period(now, policy, cadence)
+    start, end, first, last = q.start, q.end, q.first_day, q.last_day
 
     today = now.astimezone(policy.clock.tz).date()
     until = _local_midnight(today + timedelta(days=2), policy)  # end of tomorrow
