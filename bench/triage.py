@@ -2,15 +2,17 @@
 
     python bench/triage.py [--seconds 3] [--rounds 5]
 
-- start-up: `import jieba` + load keywords.toml + build_classifier, each in a fresh
+- start-up: `import jieba` + load keywords.toml + build the classifier the bot runs
+  (tables, tokenizer and the model learned from config/triage_corpus), each in a fresh
   interpreter: cold (empty cache directory: jieba builds its prefix dictionary
-  from dict.txt and writes the cache) and warm (cache present);
+  from dict.txt and writes the cache, the model is trained and cached) and warm
+  (caches present);
 - memory of the built classifier: tracemalloc (Python allocations) and peak RSS of
   that interpreter;
 - throughput on one core after start-up, in CPU seconds (best of --rounds, so other
   load on the machine does not count): typical reports (tests/data/triage_eval.jsonl)
   and 200-character reports; jieba's own `Tokenizer.lcut(HMM=False)` on the same
-  texts for comparison.
+  texts for comparison, and the keyword tables without the model.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO / "tests" / "data" / "triage_eval.jsonl"
 
 STARTUP_CODE = r"""
-import json, resource, sys, time, tracemalloc
+import json, pathlib, resource, sys, time, tracemalloc
 trace = sys.argv[2] == "trace"  # tracing slows the build down a lot: time and trace in separate runs
 t0 = time.perf_counter()
 if trace:
@@ -38,9 +40,9 @@ import logging
 import jieba
 jieba.setLogLevel(logging.WARNING)
 from config.keywords import load_keywords
-from handlers.triage import build_classifier
+from handlers.triage_setup import build_triage
 t1 = time.perf_counter()
-classifier = build_classifier(load_keywords(), sys.argv[1])
+classifier = build_triage(load_keywords(), pathlib.Path(sys.argv[1]))
 t2 = time.perf_counter()
 classifier.classify("施工许可证还没批，村民堵路")
 current, peak = tracemalloc.get_traced_memory()
@@ -104,10 +106,10 @@ def main() -> None:
         warm_runs = [startup(tmp) for _ in range(args.startups)]
         traced = startup(tmp, trace=True)
     warm = {k: statistics.median(r[k] for r in warm_runs) for k in warm_runs[0]}
-    print("start-up (fresh interpreter: import jieba + load keywords + build classifier)")
+    print("start-up (fresh interpreter: import jieba + load keywords + build classifier and model)")
     for name, r in (("cold", cold), (f"warm (median of {args.startups})", warm)):
         print(
-            f"  {name:<22} total {r['total']:.2f} s   build_classifier {r['build']:.2f} s   imports {r['imports']:.2f} s"
+            f"  {name:<22} total {r['total']:.2f} s   build {r['build']:.2f} s   imports {r['imports']:.2f} s"
         )
     print("memory (warm start, after build)")
     print(
@@ -124,10 +126,11 @@ def main() -> None:
 
     jieba.setLogLevel(logging.WARNING)
     from config.keywords import load_keywords
-    from handlers.triage import build_classifier
+    from handlers.triage_setup import build_triage
 
     with tempfile.TemporaryDirectory(prefix="kpbot-bench-") as tmp:
-        classifier = build_classifier(load_keywords(), tmp)
+        classifier = build_triage(load_keywords(), Path(tmp))
+    tables_alone = classifier.with_model(None)
     typical, long = corpora()
     mean_typical = sum(map(len, typical)) / len(typical)
     print(f"throughput, one core, CPU time, best of {args.rounds} rounds")
@@ -136,7 +139,11 @@ def main() -> None:
             classifier.classify(text)
         rate = per_second(classifier.classify, corpus, args.rounds, args.seconds)
         base = per_second(lambda t: classifier.tokenizer.lcut(t, HMM=False), corpus, args.rounds, args.seconds)
-        print(f"  {label:<32} classify {rate:>8,.0f} reports/s   (jieba lcut alone {base:>8,.0f}/s)")
+        tables = per_second(tables_alone.classify, corpus, args.rounds, args.seconds)
+        print(
+            f"  {label:<32} classify {rate:>8,.0f} reports/s   (tables without the model {tables:>8,.0f}/s;"
+            f" jieba lcut alone {base:>8,.0f}/s)"
+        )
     fresh = classifier.with_overlay(None)
     fresh._memo.clear()
     fresh._logp.clear()

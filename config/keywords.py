@@ -4,7 +4,7 @@ Nothing is read at import time: call `load_keywords()` (or `parse_keywords()` on
 already-parsed TOML document). Every problem raises `ConfigError(file, key, reason)`
 naming the dotted key, so a bad table is refused at start-up.
 
-The file has four parts (see config/keywords.toml):
+The file has these parts (see config/keywords.toml):
 
 - ``[classifier]``: thresholds (min_score, ambiguity_ratio, secondary_ratio,
   clause_decay, min_clause_factor), the unit type that handles obstruction, the
@@ -14,6 +14,8 @@ The file has four parts (see config/keywords.toml):
 - ``[tiers.obstruction]`` / ``[tiers.major]``: threshold, weighted ``words``,
   ``negative`` words (counting against the tier) and ``chars`` (single characters
   that count inside any word that is neither a keyword nor an extra word);
+- ``[model]``: how far the model learned from config/triage_corpus may decide
+  where the tables are unsure (see rule 7 of handlers/triage.py);
 - ``[types.<unit type>]``: ``examples`` (the table's own cases), ``words`` and
   ``negative`` (weighted words that count for / against the type), ``addressed``
   (those of its words that name it as the one to act), one table for every key of
@@ -51,6 +53,17 @@ _CLASSIFIER_DEFAULTS: dict[str, float] = {
     "clause_decay": 0.15,
     "min_clause_factor": 0.55,
     "extra_word_factor": 0.75,
+}
+
+# The learned model's place beside the tables (handlers/triage.py, rule 7).
+_MODEL_DEFAULTS: dict[str, float] = {
+    "alpha": 0.1,
+    "temperature": 4.0,
+    "tables_margin": 3.0,
+    "min_probability": 0.5,
+    "no_match_probability": 0.99,
+    "add_obstruction_probability": 0.9,
+    "keep_obstruction_probability": 0.2,
 }
 
 
@@ -110,12 +123,31 @@ class ClassifierParams:
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    """How much the model learned from the corpus may decide (keywords.toml ``[model]``)."""
+
+    alpha: float  # naive Bayes smoothing
+    # Naive Bayes counts every overlapping n-gram as independent evidence, so its
+    # probabilities are far too sure; they are taken at this temperature.
+    temperature: float
+    tables_margin: float  # the tables decide alone when their best scores this times the runner-up
+    min_probability: float  # the model decides an unsure tables' decision from this probability
+    no_match_probability: float  # ... and a report the tables found no word for from this one
+    add_obstruction_probability: float  # the model makes a report an obstruction from this probability
+    keep_obstruction_probability: float  # ... and undoes the tables' obstruction below this one
+
+
+DEFAULT_MODEL_PARAMS = ModelParams(**_MODEL_DEFAULTS)
+
+
+@dataclass(frozen=True)
 class KeywordTables:
     types: Mapping[str, TypeTable]
     tiers: Mapping[str, TierTable]
     params: ClassifierParams
     extra_words: tuple[str, ...]
     source: str
+    model: ModelParams = DEFAULT_MODEL_PARAMS
 
     def vocabulary(self) -> frozenset[str]:
         """Every word the tokenizer must keep whole (scored or not)."""
@@ -143,17 +175,19 @@ def load_keywords(path: Path | str | None = None) -> KeywordTables:
 def parse_keywords(data: Mapping[str, Any], file: Path | str = KEYWORDS_FILE) -> KeywordTables:
     """Validate a parsed keywords document; raise ConfigError on the first problem."""
     v = _Validator(str(file))
-    v.table(data, "", allowed={"classifier", "tokenizer", "tiers", "types"}, required={"types", "tiers"})
+    v.table(data, "", allowed={"classifier", "tokenizer", "tiers", "types", "model"}, required={"types", "tiers"})
     params = v.classifier(data.get("classifier", {}))
     extra = v.tokenizer(data.get("tokenizer", {}))
     tiers = v.tiers(data["tiers"])
     types = v.types(data["types"])
+    model = v.model(data.get("model", {}))
     return KeywordTables(
         types=MappingProxyType(types),
         tiers=MappingProxyType(tiers),
         params=params,
         extra_words=extra,
         source=str(file),
+        model=model,
     )
 
 
@@ -250,6 +284,14 @@ class _Validator:
         direct = self.word_list(value.get("direct_requests", []), f"{key}.direct_requests")
         return ClassifierParams(obstruction_unit=unit, negators=negators, requests=requests, direct_requests=direct,
                                 **nums)
+
+    def model(self, value: Any) -> ModelParams:
+        self.table(value, "model", allowed=set(_MODEL_DEFAULTS))
+        nums = dict(_MODEL_DEFAULTS)
+        for name in value:
+            high = 100.0 if name in ("alpha", "temperature", "tables_margin") else 1.0
+            nums[name] = self.number(value[name], f"model.{name}", low=0.0, high=high, low_open=True)
+        return ModelParams(**nums)
 
     def tokenizer(self, value: Any) -> tuple[str, ...]:
         self.table(value, "tokenizer", allowed={"extra_words"})

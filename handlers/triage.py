@@ -5,7 +5,8 @@
 prefix-dictionary cache at `cache_dir` so a restart loads it instead of rebuilding
 it, and adds every keyword so it stays one token. `Classifier.classify(text)`
 then segments the report, scores each unit type with the keyword tables (and an
-optional learned overlay, see handlers/triage_learn.py) and returns a `Triage`.
+optional learned overlay, see handlers/triage_learn.py), asks the model learned
+from the labelled corpus where the tables are unsure, and returns a `Triage`.
 
 Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
 
@@ -34,6 +35,18 @@ Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
    it (needs_office, reason "ambiguous"). There is never a silent guess.
 6. Other unit types scoring at least ``secondary_ratio`` of the best (and at least
    ``min_score``) are secondary: the report names several problems.
+7. With a learned model (handlers/triage_model.py, trained on config/triage_corpus;
+   thresholds in keywords.toml ``[model]``), where the tables are unsure:
+   - a report the tables do not call an obstruction becomes one when the model
+     gives it ``add_obstruction_probability`` and would itself send it to the
+     police; one the tables call an obstruction stays one unless the model gives it
+     less than ``keep_obstruction_probability``;
+   - when the tables' best type scores less than ``tables_margin`` times the
+     runner-up, the model's type (at ``min_probability``) decides; when the tables
+     found no word or two types too close to call, only a model at
+     ``no_match_probability`` decides, else the office does. A unit asked to act
+     (3.) is never overruled. A decision of the model has confidence at most 0.5
+     and its matched words are the n-grams that weighed most.
 
 Confidence is ``s1 / (s1 + 2) * (0.5 + 0.5 * (s1 - s2) / s1)`` for the best score
 s1 and the runner-up s2: near 0 for a weak single word, 0.5 for two strong words
@@ -63,6 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import jieba
 
     from handlers.triage_learn import Overlay
+    from handlers.triage_model import CorpusModel, Reading, UnitView
 
 CACHE_FILE = "kpbot-jieba.cache"
 NO_MATCH = "no_match"
@@ -136,6 +150,7 @@ class Classifier:
     tables: KeywordTables
     tokenizer: "jieba.Tokenizer"
     overlay: "Overlay | None" = None
+    model: "CorpusModel | None" = None
     _type_names: tuple[str, ...] = field(init=False, repr=False)
     _hits: dict[str, _Hit] = field(init=False, repr=False)
     _addressed_by_word: dict[str, tuple[int, ...]] = field(init=False, repr=False)
@@ -187,6 +202,13 @@ class Classifier:
         other._overlay = _compile_overlay(overlay, self._type_names)
         return other
 
+    def with_model(self, model: "CorpusModel | None") -> "Classifier":
+        """The same tables, tokenizer and overlay with another learned model (None:
+        the tables decide alone)."""
+        other = copy.copy(self)
+        other.model = model
+        return other
+
     def tokens(self, text: str) -> list[str]:
         """The report's tokens as the classifier sees them (normalised)."""
         return self._segment(normalize(text))
@@ -194,7 +216,8 @@ class Classifier:
     def classify(self, text: str) -> Triage:
         params = self.tables.params
         names = self._type_names
-        tokens = self._segment(normalize(text))
+        normalized = normalize(text)
+        tokens = self._segment(normalized)
         n = len(names)
         scores = [0.0] * n
         contrib: list[list[float]] = [[] for _ in range(n)]
@@ -266,7 +289,8 @@ class Classifier:
                 c.sort(reverse=True)
                 scores[idx] += c[0] + extra * sum(c[1:])
         called = {idx for idx, clauses in named.items() if not clauses.isdisjoint(asked)}
-        return self._decide(text, scores, first, matched, tier_score, tier_words, called)
+        reading = self.model.read(normalized) if self.model is not None else None
+        return self._decide(text, scores, first, matched, tier_score, tier_words, called, reading)
 
     # -- internals ---------------------------------------------------------
     def _decide(
@@ -278,18 +302,18 @@ class Classifier:
         tier_score: dict[str, float],
         tier_words: dict[str, list[str]],
         called: set[int],
+        reading: "Reading | None" = None,
     ) -> Triage:
         params = self.tables.params
         names = self._type_names
         ranked = sorted((i for i in range(len(names)) if scores[i] > 1e-9), key=lambda i: (-scores[i], first[i], i))
-        tiers = self.tables.tiers
-        if tier_score["obstruction"] >= tiers["obstruction"].threshold:
-            tier = "obstruction"
-        elif tier_score["major"] >= tiers["major"].threshold:
-            tier = "major"
+        temperature = self.tables.model.temperature
+        tier = self._tier(tier_score, reading)
+        if tier == "obstruction" and tier_score["obstruction"] < self.tables.tiers["obstruction"].threshold:
+            # The model's call (rule 7): its n-grams for the police over "none".
+            words_of_tier = reading.evidence(params.obstruction_unit, None)
         else:
-            tier = "general"
-        words_of_tier = tuple(dict.fromkeys(tier_words.get(tier, ())))
+            words_of_tier = tuple(dict.fromkeys(tier_words.get(tier, ())))
 
         main: int | None = None
         reason: str | None = None
@@ -311,8 +335,22 @@ class Classifier:
         else:
             main = ranked[0]
 
+        view = None
+        if reading is not None and tier != "obstruction" and not asked_to_act and self._tables_unsure(scores, ranked):
+            view = reading.unit(temperature)
+            chosen = self._model_choice(view, reason)
+            if chosen is None or (chosen == main and reason is None):
+                view = None
+            else:
+                main, reason = chosen, None
+                ranked = [main] + [i for i in ranked if i != main]
+                if not matched.get(main):  # the tables' own words for it say more than n-grams
+                    matched[main] = list(reading.evidence(view.unit_type, view.runner_up))
+
         if reason == NO_MATCH:
             confidence = 0.0
+        elif view is not None:
+            confidence = round(0.5 * view.probability, 3)  # the tables could not decide it alone
         else:
             s1 = scores[ranked[0]]
             s2 = max((scores[i] for i in ranked[1:]), default=0.0)
@@ -321,7 +359,10 @@ class Classifier:
 
         secondary: tuple[str, ...] = ()
         if main is not None and len(ranked) > 1:
-            reference = max(scores[i] for i in ranked[1:]) if tier == "obstruction" else scores[main]
+            if tier == "obstruction":
+                reference = max(scores[i] for i in ranked[1:])
+            else:
+                reference = max(scores[i] for i in ranked)
             secondary = tuple(
                 names[i]
                 for i in ranked[1:]
@@ -339,6 +380,44 @@ class Classifier:
             reason=reason,
             secondary=secondary,
         )
+
+    def _tier(self, tier_score: dict[str, float], reading: "Reading | None") -> str:
+        """Rule 2, then the model's word on obstruction (rule 7)."""
+        tiers = self.tables.tiers
+        obstruction = tier_score["obstruction"] >= tiers["obstruction"].threshold
+        if reading is not None:
+            limits = self.tables.model
+            probability = reading.obstruction(limits.temperature)
+            if obstruction:
+                obstruction = probability >= limits.keep_obstruction_probability
+            else:  # only when the model, too, would send the report to the police
+                police = self.tables.params.obstruction_unit
+                obstruction = (
+                    police is not None
+                    and probability >= limits.add_obstruction_probability
+                    and reading.unit(limits.temperature).unit_type == police
+                )
+        if obstruction:
+            return "obstruction"
+        return "major" if tier_score["major"] >= tiers["major"].threshold else "general"
+
+    def _tables_unsure(self, scores: list[float], ranked: list[int]) -> bool:
+        """No word, too close to call, or a best type short of tables_margin times
+        the runner-up."""
+        if not ranked or scores[ranked[0]] < self.tables.params.min_score:
+            return True
+        runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
+        return scores[ranked[0]] < self.tables.model.tables_margin * runner_up
+
+    def _model_choice(self, view: "UnitView", reason: str | None) -> int | None:
+        """Rule 7: the unit type the model picks where the tables are unsure, or None."""
+        limits = self.tables.model
+        # The tables could not decide (no word, or two types too close to call): only a
+        # sure model decides instead; else the office does, as without the model.
+        needed = limits.min_probability if reason is None else limits.no_match_probability
+        if view.unit_type is None or view.probability < needed:
+            return None
+        return self._type_names.index(view.unit_type)
 
     def _lookup(self, tok: str) -> tuple[_Hit, ...]:
         """Keywords in one token: the token itself, or else the longest keywords
@@ -500,7 +579,10 @@ def _compile_overlay(overlay: "Overlay | None", names: Sequence[str]) -> dict[st
 
 
 def build_classifier(
-    tables: KeywordTables, cache_dir: Path | str | None, overlay: "Overlay | None" = None
+    tables: KeywordTables,
+    cache_dir: Path | str | None,
+    overlay: "Overlay | None" = None,
+    model: "CorpusModel | None" = None,
 ) -> Classifier:
     """Create the tokenizer (own instance, cached prefix dictionary) and the classifier.
 
@@ -521,7 +603,7 @@ def build_classifier(
         if len(word) < 2:
             continue  # a single character is always a token of its own when unclaimed
         tokenizer.add_word(word, freq=tokenizer.suggest_freq(word, tune=False) * _FREQ_BOOST)
-    return Classifier(tables, tokenizer, overlay)
+    return Classifier(tables, tokenizer, overlay, model)
 
 
 def _load_jieba_cache(tokenizer: "jieba.Tokenizer", path: Path) -> bool:
