@@ -361,8 +361,10 @@ class Classifier:
         if main is not None and len(ranked) > 1:
             if tier == "obstruction":
                 reference = max(scores[i] for i in ranked[1:])
-            else:
+            elif view is not None:  # the model's type may have no table score
                 reference = max(scores[i] for i in ranked)
+            else:
+                reference = scores[main]
             secondary = tuple(
                 names[i]
                 for i in ranked[1:]
