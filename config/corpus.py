@@ -39,15 +39,30 @@ def corpus_files(directory: Path | str | None = None) -> list[Path]:
 
 def load_corpus(directory: Path | str | None = None) -> Corpus:
     """Read every *.jsonl file of `directory` (default: the one beside this module)."""
-    digest = hashlib.sha256()
+    files = _read(directory)
     reports: list[LabelledReport] = []
-    for path in corpus_files(directory):
-        data = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + data + b"\0")
+    for path, data in files:
         for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
             if line.strip():
                 reports.append(_parse_line(line, path, number))
-    return Corpus(tuple(reports), digest.hexdigest())
+    return Corpus(tuple(reports), _fingerprint(files))
+
+
+def corpus_fingerprint(directory: Path | str | None = None) -> str:
+    """`load_corpus(directory).fingerprint` without parsing a line: enough to know
+    whether a cached model is still the corpus' model."""
+    return _fingerprint(_read(directory))
+
+
+def _read(directory: Path | str | None) -> list[tuple[Path, bytes]]:
+    return [(path, path.read_bytes()) for path in corpus_files(directory)]
+
+
+def _fingerprint(files: list[tuple[Path, bytes]]) -> str:
+    digest = hashlib.sha256()
+    for path, data in files:
+        digest.update(path.name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()
 
 
 def _parse_line(line: str, path: Path, number: int) -> LabelledReport:

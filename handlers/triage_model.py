@@ -11,12 +11,13 @@ and dates do not count) and gives two answers, both multinomial naive Bayes:
 It is trained on the labelled corpus in config/triage_corpus/ (reports written
 apart from the tables, labelled from the duty annex of seeds/002 and DOMAIN.md),
 in well under a second, and `handlers/triage.py` consults it only where the tables
-are unsure; see its rule 7. Scoring keeps, per n-gram, only the classes it was
-seen with: log P(c | text) = log prior(c) + sum over known n-grams of
-log(count(c, g) + alpha) - K * log(total(c) + alpha * V), where K is the number of
-known n-grams and log(count + alpha) = log(alpha) + log(1 + count / alpha); the
-terms without a count are the same per n-gram, so a report costs one dictionary
-lookup per n-gram and a few additions.
+are unsure; see its rule 7. Scoring: log P(c | text) = log prior(c) + sum over
+known n-grams of log(count(c, g) + alpha) - K * log(total(c) + alpha * V), where K
+is the number of known n-grams and log(count + alpha) = log(alpha) +
+log(1 + count / alpha); the terms without a count are the same per n-gram, so the
+model keeps one row of log(1 + count / alpha) per n-gram (and its obstruction log
+odds), and a report costs one sorted lookup of its n-gram keys and one sum of rows
+(numpy).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from config.corpus import CORPUS_DIR, load_corpus
+from config.corpus import CORPUS_DIR, corpus_fingerprint, load_corpus
 from config.keywords import KeywordTables, load_keywords
 from config.settings import PACKAGE_DIR, Settings
 from handlers.triage import Classifier, build_classifier
@@ -52,11 +52,7 @@ def load_model(tables: KeywordTables, corpus_dir: Path, cache_dir: Path | None) 
     """The model learned from the corpus: from the cache when it was trained on
     these very files with these parameters, else trained now (and cached).
     None when there is no corpus."""
-    corpus = load_corpus(corpus_dir)
-    if not corpus.reports:
-        log.warning("no triage corpus in %s: the keyword tables decide alone", corpus_dir)
-        return None
-    fingerprint = f"{corpus.fingerprint}:alpha={tables.model.alpha!r}"
+    fingerprint = f"{corpus_fingerprint(corpus_dir)}:alpha={tables.model.alpha!r}"
     cache = cache_dir / MODEL_CACHE_FILE if cache_dir is not None else None
     if cache is not None and cache.exists():
         try:
@@ -66,6 +62,10 @@ def load_model(tables: KeywordTables, corpus_dir: Path, cache_dir: Path | None) 
         else:
             if model.fingerprint == fingerprint:
                 return model
+    corpus = load_corpus(corpus_dir)
+    if not corpus.reports:
+        log.warning("no triage corpus in %s: the keyword tables decide alone", corpus_dir)
+        return None
     model = train(corpus.reports, tables.model.alpha, fingerprint)
     if cache is not None:
         try:

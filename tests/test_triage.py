@@ -19,9 +19,9 @@ import pytest
 from config.keywords import load_keywords, normalize
 from handlers.triage import CACHE_FILE, Classifier, Triage, UnitRef, build_classifier, classify_to_json, resolve_unit
 
-DATA = Path(__file__).parent / "data"
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "config" / "triage_corpus"
+from tests.triage_support import REPO
+from tests.triage_support import measure as _measure
+from tests.triage_support import rows as _rows
 
 # Floors: the figures reached (eval 885/890, obstruction 148/149; holdout 100/100).
 EVAL_TOP1_FLOOR = 0.994
@@ -85,11 +85,6 @@ INDEPENDENT_FLOORS = {
 }
 
 
-def _rows(name: str) -> list[dict]:
-    path = DATA / name if (DATA / name).exists() else CORPUS / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("jieba-cache")
@@ -98,26 +93,6 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def classifier(cache_dir) -> Classifier:
     return build_classifier(load_keywords(), cache_dir)
-
-
-def _measure(classifier: Classifier, rows: list[dict]) -> dict:
-    top1 = tier_ok = obstruction = obstruction_hit = routable = routable_to_office = 0
-    for row in rows:
-        t = classifier.classify(row["text"])
-        top1 += t.unit_type == row["unit_type"]
-        tier_ok += t.tier == row["tier"]
-        if row["tier"] == "obstruction":
-            obstruction += 1
-            obstruction_hit += t.tier == "obstruction"
-        if row["unit_type"] is not None:
-            routable += 1
-            routable_to_office += t.needs_office
-    return {
-        "top1": top1 / len(rows),
-        "tier": tier_ok / len(rows),
-        "obstruction_recall": obstruction_hit / obstruction,
-        "routable_to_office": routable_to_office / routable,
-    }
 
 
 # -- the data files ---------------------------------------------------------------

@@ -33,9 +33,10 @@ from config.keywords import load_keywords, normalize, parse_keywords
 from config.settings import ConfigError, read_toml
 from handlers.triage_model import CorpusModel, gram_key, gram_keys, ngrams, train
 from handlers.triage_setup import MODEL_CACHE_FILE, build_triage, load_model
+from tests.triage_support import DATA
+from tests.triage_support import measure as _measure
+from tests.triage_support import rows as _rows
 
-DATA = Path(__file__).parent / "data"
-CORPUS = Path(__file__).resolve().parent.parent / "config" / "triage_corpus"
 
 UNSEEN_FLOORS = {  # (top-1 of all rows, obstruction recall, routable sent to the office at most)
     "triage_unseen22.jsonl": (0.98, 1.0, 0.0),
@@ -49,24 +50,6 @@ UNSEEN_TABLES = {
     "triage_unseen22.jsonl": 0.9635, "triage_unseen23.jsonl": 0.9269,
     "triage_unseen24.jsonl": 0.8291, "triage_unseen25.jsonl": 0.8125, "triage_unseen26.jsonl": 0.933,
 }
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _measure(classifier, rows):
-    top1 = obstruction = caught = routable = to_office = 0
-    for row in rows:
-        t = classifier.classify(row["text"])
-        top1 += t.unit_type == row["unit_type"]
-        if row["tier"] == "obstruction":
-            obstruction += 1
-            caught += t.tier == "obstruction"
-        if row["unit_type"] is not None:
-            routable += 1
-            to_office += t.needs_office
-    return {"top1": top1 / len(rows), "obstruction": caught / obstruction, "to_office": to_office / routable}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +69,7 @@ def test_corpus_is_labelled_and_apart_from_the_test_sets(corpus):
     assert len(corpus.reports) >= 4000
     assert sum(r.obstruction for r in corpus.reports) >= 500
     assert sum(r.unit_type is None for r in corpus.reports) >= 50
-    held_out = {r["text"] for path in DATA.glob("*.jsonl") for r in _rows(path)}
+    held_out = {r["text"] for path in DATA.glob("*.jsonl") for r in _rows(path.name)}
     assert not held_out & {r.text for r in corpus.reports}
 
 
@@ -195,23 +178,23 @@ def test_model_is_cached_for_its_corpus_and_parameters(tmp_path):
 
 @pytest.mark.parametrize("name", UNSEEN_FLOORS)
 def test_unseen_set_floors(layered, name):
-    rows = _rows(DATA / name)
+    rows = _rows(name)
     m = _measure(layered, rows)
     top1, obstruction, to_office = UNSEEN_FLOORS[name]
-    assert m["top1"] >= top1 and m["obstruction"] >= obstruction and m["to_office"] <= to_office, m
+    assert m["top1"] >= top1 and m["obstruction_recall"] >= obstruction and m["routable_to_office"] <= to_office, m
     alone = _measure(layered.with_model(None), rows)
     assert alone["top1"] == pytest.approx(UNSEEN_TABLES[name], abs=0.02)  # what the model is measured against
 
 
 def test_eval_and_holdout_with_the_model(layered):
-    eval_rows = _rows(DATA / "triage_eval.jsonl")
+    eval_rows = _rows("triage_eval.jsonl")
     m = _measure(layered, eval_rows)
-    assert m["top1"] >= 0.975 and m["obstruction"] == 1.0 and m["to_office"] <= 0.002, m
-    assert _measure(layered, _rows(DATA / "triage_holdout.jsonl"))["top1"] == 1.0
+    assert m["top1"] >= 0.975 and m["obstruction_recall"] == 1.0 and m["routable_to_office"] <= 0.002, m
+    assert _measure(layered, _rows("triage_holdout.jsonl"))["top1"] == 1.0
 
 
 def test_unroutable_text_still_goes_to_the_office(layered):
-    nulls = [r["text"] for path in sorted(DATA.glob("*.jsonl")) for r in _rows(path) if r["unit_type"] is None]
+    nulls = [r["text"] for path in sorted(DATA.glob("*.jsonl")) for r in _rows(path.name) if r["unit_type"] is None]
     routed = [t for t in nulls if not layered.classify(t).needs_office]
     assert len(nulls) >= 100 and len(routed) <= 10, routed  # 10 of 131 when written; the tables alone route 7
     for text in ("你好", "在吗", "好的谢谢", "明天的调度会几点开"):
@@ -233,7 +216,7 @@ def test_the_model_catches_an_obstruction_the_tables_have_no_word_for(layered):
 
 
 def test_the_model_routes_what_the_tables_cannot_decide(layered):
-    rows = [r for path in sorted(DATA.glob("triage_unseen*.jsonl")) for r in _rows(path)]
+    rows = [r for path in sorted(DATA.glob("triage_unseen*.jsonl")) for r in _rows(path.name)]
     rescued = []
     for row in rows:
         alone = layered.with_model(None).classify(row["text"])
