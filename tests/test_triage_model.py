@@ -207,12 +207,12 @@ def test_the_tables_own_examples_stay_right(layered):
 
 
 def test_the_model_catches_an_obstruction_the_tables_have_no_word_for(layered):
-    text = "有几个人天天把自家的羊群赶到基坑边上，赶走又回来，吊车不敢转"
+    text = "抽水泵老是被人关掉，昨晚又关了，基坑进了半米水，抓到现行是隔壁村的"  # set 24
     alone = layered.with_model(None).classify(text)
     t = layered.classify(text)
+    assert alone.tier != "obstruction", alone
     assert t.tier == "obstruction" and t.unit_type == "public_security", t
     assert t.tier_words, "the model's n-grams say why"
-    assert alone.tier != "obstruction" or alone.unit_type == "public_security"
 
 
 def test_the_model_routes_what_the_tables_cannot_decide(layered):
