@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 
 .PHONY: run test install bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py handlers/_speedups.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -12,7 +12,8 @@
 - throughput on one core after start-up, in CPU seconds (best of --rounds, so other
   load on the machine does not count): typical reports (tests/data/triage_eval.jsonl)
   and 200-character reports; jieba's own `Tokenizer.lcut(HMM=False)` on the same
-  texts for comparison, and the keyword tables without the model.
+  texts for comparison, the keyword tables without the model, and the classifier
+  without its C speedups (handlers/_speedups.c: what runs where they were not built).
 """
 
 from __future__ import annotations
@@ -125,15 +126,20 @@ def main() -> None:
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
+    import dataclasses
+
     from config.keywords import load_keywords
+    from handlers.speedups import speedups
     from handlers.triage_setup import build_triage
 
     with tempfile.TemporaryDirectory(prefix="kpbot-bench-") as tmp:
         classifier = build_triage(load_keywords(), Path(tmp))
     tables_alone = classifier.with_model(None)
+    pure = dataclasses.replace(classifier, pure_python=True)
     typical, long = corpora()
     mean_typical = sum(map(len, typical)) / len(typical)
-    print(f"throughput, one core, CPU time, best of {args.rounds} rounds")
+    built = "built" if speedups() is not None else "NOT built: pure Python only"
+    print(f"throughput, one core, CPU time, best of {args.rounds} rounds; C speedups {built}")
     for label, corpus in ((f"typical reports (mean {mean_typical:.0f} chars)", typical), ("200-char reports", long)):
         for text in corpus:  # memo warm-up: a running bot has seen its vocabulary
             classifier.classify(text)
@@ -144,13 +150,16 @@ def main() -> None:
             f"  {label:<32} classify {rate:>8,.0f} reports/s   (tables without the model {tables:>8,.0f}/s;"
             f" jieba lcut alone {base:>8,.0f}/s)"
         )
+    for text in long:
+        pure.classify(text)
+    rate = per_second(pure.classify, long, args.rounds, args.seconds)
+    print(f"  {'200-char, without C speedups':<32} classify {rate:>8,.0f} reports/s")
     fresh = classifier.with_overlay(None)
     fresh._memo.clear()
-    fresh._logp.clear()
     start = time.process_time()
     for text in long:
         fresh.classify(text)
-    print(f"  {'200-char, first sight (cold memos)':<32} classify {len(long) / (time.process_time() - start):>8,.0f} reports/s")
+    print(f"  {'200-char, first sight (cold memo)':<32} classify {len(long) / (time.process_time() - start):>8,.0f} reports/s")
 
 
 if __name__ == "__main__":

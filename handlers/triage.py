@@ -54,10 +54,11 @@ of different types tied, towards 1 for strong evidence for one type only; 0 when
 nothing matched.
 
 Segmentation is jieba's own accurate mode without HMM (the HMM only invents
-out-of-vocabulary words, which can never be keywords). `_segment` runs the same
-DAG + dynamic programme as `Tokenizer.cut(text, HMM=False)` over this tokenizer's
-dictionary in one pass, about twice as fast; tests/test_triage.py checks that the
-tokens are identical.
+out-of-vocabulary words, which can never be keywords). It runs in C over a
+snapshot of this tokenizer's dictionary (handlers/_speedups.c, ~10x jieba) when
+that was built, else `_segment_python` runs the same DAG + dynamic programme as
+`Tokenizer.cut(text, HMM=False)` in one pass, about twice as fast as jieba;
+tests check that both give jieba's tokens.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from config.keywords import KeywordTables, normalize
+from handlers.speedups import speedups
 
 if TYPE_CHECKING:  # pragma: no cover
     import jieba
@@ -82,8 +84,9 @@ CACHE_FILE = "kpbot-jieba.cache"
 NO_MATCH = "no_match"
 AMBIGUOUS = "ambiguous"
 
-# jieba's block pattern (re_han_default).
+# jieba's block pattern (re_han_default) and what splits the rest (re_skip_default).
 _RE_HAN = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
+_RE_SKIP = re.compile("(\r\n|\\s)")
 # Tokens that end a clause. "、" lists items inside one clause, so it is not here.
 _CLAUSE_ENDS = frozenset("，,。.；;！!？?：:\n\r\t …~～()（）【】[]")
 # Tokens that keep a negation going over a list: "无阻工、扰工", "没有发生阻工".
@@ -128,7 +131,7 @@ class Triage:
         return tuple(dict.fromkeys(words))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Hit:
     """What one keyword contributes."""
 
@@ -137,6 +140,22 @@ class _Hit:
     negative: tuple[tuple[int, float], ...]  # (type index, weight to subtract)
     tiers: tuple[tuple[str, float], ...]  # (tier, weight); negative weights count against it
     obstruction: bool
+    addressed: tuple[int, ...] = ()  # the unit types this word names as the one to act
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """What one token does in a report (memoised per token)."""
+
+    hits: tuple[_Hit, ...]
+    ends_clause: bool = False
+    negator: bool = False
+    request: bool = False  # one of the `requests` words: its clause asks
+    direct: bool = False  # one of the `direct_requests`: asks the unit named next
+    keeps_negation: bool = False  # a negation goes on over it (无阻工、扰工)
+
+
+_PLAIN = _Token(hits=())  # a token that matters only by ending a negation
 
 
 @dataclass(repr=False)
@@ -144,34 +163,42 @@ class Classifier:
     """Keyword tables + their own tokenizer (+ an optional learned overlay).
 
     Create it with `build_classifier`. `classify` is pure apart from two memos
-    (token -> keywords, fragment -> log probability) that only speed it up; the
-    tokenizer's dictionary must not change once the classifier exists."""
+    (token -> what it does, fragment -> log probability) that only speed it up;
+    the tokenizer's dictionary must not change once the classifier exists.
+    `pure_python` keeps the C segmentation out (tests and the bench compare)."""
 
     tables: KeywordTables
     tokenizer: "jieba.Tokenizer"
     overlay: "Overlay | None" = None
     model: "CorpusModel | None" = None
+    pure_python: bool = False
     _type_names: tuple[str, ...] = field(init=False, repr=False)
     _hits: dict[str, _Hit] = field(init=False, repr=False)
     _addressed_by_word: dict[str, tuple[int, ...]] = field(init=False, repr=False)
     _requests: frozenset[str] = field(init=False, repr=False)
     _direct_requests: frozenset[str] = field(init=False, repr=False)
-    _memo: dict[str, tuple[_Hit, ...]] = field(init=False, repr=False)
+    _memo: dict[str, _Token] = field(init=False, repr=False)
     _overlay: dict[str, tuple[tuple[int, float], ...]] = field(init=False, repr=False)
     _negators: frozenset[str] = field(init=False, repr=False)
     _blocked: frozenset[str] = field(init=False, repr=False)
     _char_cues: dict[str, tuple[tuple[str, float], ...]] = field(init=False, repr=False)
     _logp: dict = field(init=False, repr=False)
     _logtotal: float | None = field(init=False, repr=False)
+    _lexicon: object = field(init=False, repr=False)  # handlers._speedups.Lexicon, or None
+    _fold: object = field(init=False, repr=False)  # handlers._speedups.fold_full_width, or None
+    _mark: object = field(init=False, repr=False)  # handlers._speedups.mark_tokens, or _mark_tokens
+    _clause_factors: tuple[float, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._type_names = tuple(self.tables.types)
-        self._hits = _compile_hits(self.tables, self._type_names)
         addressed: dict[str, list[int]] = {}
         for idx, table in enumerate(self.tables.types.values()):
             for word in table.addressed:
                 addressed.setdefault(word, []).append(idx)
         self._addressed_by_word = {word: tuple(types) for word, types in addressed.items()}
+        self._hits = _compile_hits(self.tables, self._type_names, self._addressed_by_word)
+        params = self.tables.params
+        self._clause_factors = _clause_factors(params.clause_decay, params.min_clause_factor)
         self._requests = frozenset(self.tables.params.requests)
         self._direct_requests = frozenset(self.tables.params.direct_requests)
         self._memo = {}
@@ -187,6 +214,10 @@ class Classifier:
                 cues.setdefault(char, []).append((tier, weight))
         self._char_cues = {c: tuple(v) for c, v in cues.items()}
         self._overlay = _compile_overlay(self.overlay, self._type_names)
+        native = None if self.pure_python else speedups()
+        self._lexicon = native.Lexicon(self.tokenizer.FREQ, self.tokenizer.total) if native else None
+        self._fold = native.fold_full_width if native else None
+        self._mark = native.mark_tokens if native else _mark_tokens
 
     def __repr__(self) -> str:
         words = sum(len(t.words) for t in self.tables.types.values())
@@ -211,12 +242,12 @@ class Classifier:
 
     def tokens(self, text: str) -> list[str]:
         """The report's tokens as the classifier sees them (normalised)."""
-        return self._segment(normalize(text))
+        return self._segment(normalize(text, self._fold))
 
     def classify(self, text: str) -> Triage:
         params = self.tables.params
         names = self._type_names
-        normalized = normalize(text)
+        normalized = normalize(text, self._fold)
         tokens = self._segment(normalized)
         n = len(names)
         scores = [0.0] * n
@@ -228,35 +259,36 @@ class Classifier:
         seen: set[str] = set()
         seen_overlay: set[str] = set()
         overlay = self._overlay
-        memo = self._memo
-        negators = self._negators
-        decay, floor = params.clause_decay, params.min_clause_factor
+        factors = self._clause_factors
+        last_clause = len(factors) - 1
         factor = 1.0
         clause = 0
         negating = False
-        requests, direct, asked, addressed = self._requests, self._direct_requests, set(), self._addressed_by_word
+        asked: set[int] = set()
+        addressed = self._addressed_by_word
         named: dict[int, set[int]] = {}  # unit type -> clauses that name it as the one to act
-        for pos, tok in enumerate(tokens):
-            if tok in _CLAUSE_ENDS or tok.isspace():
+        last = -2
+        for pos, tok, entry in self._marked(tokens):
+            if negating and pos != last + 1:
+                negating = False  # a plain token came between
+            last = pos
+            if entry.ends_clause:
                 clause += 1
-                factor = max(floor, 1.0 - decay * clause)
+                factor = factors[clause if clause < last_clause else last_clause]
                 negating = False
                 continue
-            if tok in negators:
+            if entry.negator:
                 negating = True
                 continue
-            if tok in requests:
+            if entry.request:
                 asked.add(clause)
-            elif tok in direct and pos + 1 < len(tokens) and tokens[pos + 1] in addressed:
+            elif entry.direct and pos + 1 < len(tokens) and tokens[pos + 1] in addressed:
                 asked.add(clause)
-            hits = memo.get(tok)
-            if hits is None:
-                hits = self._lookup(tok)
-            if negating and not (tok in _NEGATION_PASS or any(h.obstruction for h in hits)):
+            if negating and not entry.keeps_negation:
                 negating = False
-            for hit in hits:
+            for hit in entry.hits:
                 word = hit.word
-                for idx in addressed.get(word, ()):  # every clause naming it, not only the first
+                for idx in hit.addressed:  # every clause naming it, not only the first
                     named.setdefault(idx, set()).add(clause)
                 if word in seen:
                     continue
@@ -289,7 +321,7 @@ class Classifier:
                 c.sort(reverse=True)
                 scores[idx] += c[0] + extra * sum(c[1:])
         called = {idx for idx, clauses in named.items() if not clauses.isdisjoint(asked)}
-        reading = self.model.read(normalized) if self.model is not None else None
+        reading = self.model.read(normalized, self.pure_python) if self.model is not None else None
         return self._decide(text, scores, first, matched, tier_score, tier_words, called, reading)
 
     # -- internals ---------------------------------------------------------
@@ -421,10 +453,39 @@ class Classifier:
             return None
         return self._type_names.index(view.unit_type)
 
+    def _marked(self, tokens: list[str]) -> list[tuple[int, str, _Token]]:
+        """The tokens that do more than end a negation (and the overlay's), with
+        their positions: most tokens of a long report do nothing."""
+        memo, keep = self._memo, self._overlay or None
+        marked = self._mark(tokens, memo, _PLAIN, keep)
+        if marked is None:  # a token seen for the first time
+            missing = set(tokens).difference(memo)
+            if len(memo) + len(missing) > _MEMO_LIMIT:
+                memo.clear()
+                missing = set(tokens)
+            for tok in missing:
+                memo[tok] = self._token(tok)
+            marked = self._mark(tokens, memo, _PLAIN, keep)
+        return marked
+
+    def _token(self, tok: str) -> _Token:
+        """What a token does: ends a clause, negates, asks, or carries keywords."""
+        if tok in _CLAUSE_ENDS or tok.isspace():
+            return _Token(hits=(), ends_clause=True)
+        if tok in self._negators:
+            return _Token(hits=(), negator=True)
+        hits = self._lookup(tok)
+        request = tok in self._requests
+        direct = not request and tok in self._direct_requests
+        keeps = tok in _NEGATION_PASS or any(h.obstruction for h in hits)
+        if not (hits or request or direct or keeps):
+            return _PLAIN
+        return _Token(hits=hits, request=request, direct=direct, keeps_negation=keeps)
+
     def _lookup(self, tok: str) -> tuple[_Hit, ...]:
         """Keywords in one token: the token itself, or else the longest keywords
         inside it, left to right (公安局 -> 公安); failing both, the tier character
-        cues in it (围殴 -> 殴). Extra words match nothing. Memoised."""
+        cues in it (围殴 -> 殴). Extra words match nothing."""
         hits = self._hits
         hit = hits.get(tok)
         if tok in self._blocked:
@@ -459,14 +520,17 @@ class Classifier:
                         obstruction=any(t == "obstruction" for t, _ in cues),
                     ),
                 )
-        if len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[tok] = found
         return found
 
     def _segment(self, text: str) -> list[str]:
-        """jieba accurate mode without HMM (identical tokens to
-        ``self.tokenizer.lcut(text, HMM=False)``), in one pass per block."""
+        """jieba accurate mode without HMM: the tokens of
+        ``self.tokenizer.lcut(text, HMM=False)``."""
+        if self._lexicon is not None:
+            return self._lexicon.cut(text)
+        return self._segment_python(text)
+
+    def _segment_python(self, text: str) -> list[str]:
+        """`_segment` in Python, in one pass per block."""
         tk = self.tokenizer
         if self._logtotal is None or len(self._logp) > _MEMO_LIMIT:
             self._logp = {}
@@ -479,7 +543,11 @@ class Classifier:
             if _RE_HAN.match(block):
                 _cut_block(block, logp, freq, logtotal, out)
             else:
-                out.extend(block)
+                for part in _RE_SKIP.split(block):
+                    if _RE_SKIP.match(part):
+                        out.append(part)  # "\r\n" stays one token
+                    else:
+                        out.extend(part)
         return out
 
 
@@ -541,7 +609,37 @@ def _cut_block(block: str, logp: dict, freq: dict, logtotal: float, out: list[st
         out.append(buf)
 
 
-def _compile_hits(tables: KeywordTables, names: Sequence[str]) -> dict[str, _Hit]:
+def _mark_tokens(
+    tokens: list[str], memo: Mapping[str, _Token], skip: _Token, keep: Mapping[str, object] | None = None
+) -> list[tuple[int, str, _Token]] | None:
+    """The (position, token, entry) whose entry is not `skip`, or which are in
+    `keep`; None when a token has no entry yet (handlers._speedups.mark_tokens
+    in Python)."""
+    try:
+        entries = [memo[tok] for tok in tokens]
+    except KeyError:
+        return None
+    return [
+        (pos, tok, entry)
+        for pos, (tok, entry) in enumerate(zip(tokens, entries))
+        if entry is not skip or (keep is not None and tok in keep)
+    ]
+
+
+def _clause_factors(decay: float, floor: float) -> tuple[float, ...]:
+    """The weight of a keyword by its clause (0, 1, ...): each clause `decay`
+    less than the one before, never below `floor`; the last value holds after."""
+    factors = [1.0]
+    while True:
+        factor = max(floor, 1.0 - decay * len(factors))
+        factors.append(factor)
+        if factor == floor or decay <= 0:
+            return tuple(factors)
+
+
+def _compile_hits(
+    tables: KeywordTables, names: Sequence[str], addressed: Mapping[str, tuple[int, ...]]
+) -> dict[str, _Hit]:
     index = {name: i for i, name in enumerate(names)}
     plus: dict[str, list[tuple[int, float]]] = {}
     minus: dict[str, list[tuple[int, float]]] = {}
@@ -563,6 +661,7 @@ def _compile_hits(tables: KeywordTables, names: Sequence[str]) -> dict[str, _Hit
             negative=tuple(minus.get(word, ())),
             tiers=tuple(tiers.get(word, ())),
             obstruction=any(t == "obstruction" and w > 0 for t, w in tiers.get(word, ())),
+            addressed=addressed.get(word, ()),
         )
         for word in set(plus) | set(minus) | set(tiers)
     }
@@ -585,6 +684,7 @@ def build_classifier(
     cache_dir: Path | str | None,
     overlay: "Overlay | None" = None,
     model: "CorpusModel | None" = None,
+    pure_python: bool = False,
 ) -> Classifier:
     """Create the tokenizer (own instance, cached prefix dictionary) and the classifier.
 
@@ -605,7 +705,7 @@ def build_classifier(
         if len(word) < 2:
             continue  # a single character is always a token of its own when unclaimed
         tokenizer.add_word(word, freq=tokenizer.suggest_freq(word, tune=False) * _FREQ_BOOST)
-    return Classifier(tables, tokenizer, overlay, model)
+    return Classifier(tables, tokenizer, overlay, model, pure_python)
 
 
 def _load_jieba_cache(tokenizer: "jieba.Tokenizer", path: Path) -> bool:
