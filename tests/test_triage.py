@@ -60,7 +60,15 @@ EVAL_ROUTABLE_TO_OFFICE_MAX = 0.005
 #   19   80 obstruction in 80 voices + 40 decoys    77.9%    68/80        7
 #   20   an exam over every department's duties     92.7%    25/25        2
 #   21   60 obstruction, no clichés, 60 projects    84.2%    48/60        9
+#   27   a coastal port city (30 obstruction,       93.6%    30/30        7
+#        15 decoys, 10 unroutable)
+#   28   the same mix, a south-western mountain     92.1%    30/30        7
+#        county, dialect
+#   29   the same mix, a large city's metro and     94.3%    28/30        3
+#        urban renewal
 #
+# Sets 27-29 were scored as first seen and went into the model's corpus as they
+# were: the tables did not change for them.
 # Along the way: a unit asked to act takes the report (rule 3 of handlers/triage.py:
 # +2 on set 6 unseen, nothing lost elsewhere); the clause asking may come after the
 # one first naming it; 要求 asks only the unit right after it. Telecom cables (光缆)
@@ -81,7 +89,8 @@ INDEPENDENT_FLOORS = {
     "triage_independent15.jsonl": (0.95, 0.97), "triage_independent16.jsonl": (0.965, 1.0),
     "triage_independent17.jsonl": (0.94, 0.97), "triage_independent18.jsonl": (0.94, 0.97),
     "triage_independent19.jsonl": (0.85, 0.97), "triage_independent20.jsonl": (0.94, 1.0),
-    "triage_independent21.jsonl": (0.91, 0.95),
+    "triage_independent21.jsonl": (0.91, 0.95), "triage_independent27.jsonl": (0.935, 1.0),
+    "triage_independent28.jsonl": (0.92, 1.0), "triage_independent29.jsonl": (0.94, 0.93),
 }
 
 
