@@ -137,13 +137,12 @@ class CorpusModel:
             raise ValueError("triage model n-grams are not in key order")
         native = speedups()
         self._index = native.GramIndex(self._keys) if native is not None else None
-        self._weights = weights
         self._base = np.asarray(base, dtype=np.float64)
         self._per_known = np.asarray(per_known, dtype=np.float64)
         if weights.shape != (len(self._grams), len(self.classes) + 1) or self._base.shape != (len(self.classes) + 1,):
             raise ValueError("triage model arrays do not fit its classes and n-grams")
-        # The same numbers laid out for reading: the obstruction column is summed
-        # for every report, the class columns only when the unit type is asked for.
+        # Kept as two arrays for reading: the obstruction column is summed for
+        # every report, the class columns only when the unit type is asked for.
         self._odds = np.ascontiguousarray(weights[:, -1])
         self._odds_base, self._odds_per_known = float(self._base[-1]), float(self._per_known[-1])
         self._class_weights = np.ascontiguousarray(weights[:, :-1])
@@ -172,13 +171,15 @@ class CorpusModel:
 
     # -- storage -----------------------------------------------------------
     def to_bytes(self) -> bytes:
+        import numpy as np
+
         return marshal.dumps(
             (
                 MODEL_VERSION,
                 self.fingerprint,
                 self.classes,
                 self._grams,
-                self._weights.astype("<f8").tobytes(),
+                np.column_stack((self._class_weights, self._odds)).astype("<f8").tobytes(),
                 tuple(self._base.tolist()),
                 tuple(self._per_known.tolist()),
             )
@@ -251,7 +252,7 @@ class Reading:
         classes = model.classes
         top = classes.index(unit_type)
         against = against if against is not None else NONE
-        weights = model._weights[self._rows]
+        weights = model._class_weights[self._rows]
         gains = weights[:, top] - (weights[:, classes.index(against)] if against in classes else 0.0)
         best = gains.argsort()[::-1][: 8 * limit]  # enough, even after dropping single characters
         weighed = [
