@@ -46,7 +46,8 @@ Rules, in order (all thresholds come from keywords.toml ``[classifier]``):
      found no word or two types too close to call, only a model at
      ``no_match_probability`` decides, else the office does. A unit asked to act
      (3.) is never overruled. A decision of the model has confidence at most 0.5
-     and its matched words are the n-grams that weighed most.
+     and its matched words are the n-grams that weighed most, those that are
+     words of the tokenizer's dictionary first (a liaison reads 被人、昨晚, not 了半).
 
 Confidence is ``s1 / (s1 + 2) * (0.5 + 0.5 * (s1 - s2) / s1)`` for the best score
 s1 and the runner-up s2: near 0 for a weak single word, 0.5 for two strong words
@@ -343,7 +344,7 @@ class Classifier:
         tier = self._tier(tier_score, reading)
         if tier == "obstruction" and tier_score["obstruction"] < self.tables.tiers["obstruction"].threshold:
             # The model's call (rule 7): its n-grams for the police over "none".
-            words_of_tier = reading.evidence(params.obstruction_unit, None)
+            words_of_tier = self._evidence(reading, params.obstruction_unit, None)
         else:
             words_of_tier = tuple(dict.fromkeys(tier_words.get(tier, ())))
 
@@ -377,7 +378,7 @@ class Classifier:
                 main, reason = chosen, None
                 ranked = [main] + [i for i in ranked if i != main]
                 if not matched.get(main):  # the tables' own words for it say more than n-grams
-                    matched[main] = list(reading.evidence(view.unit_type, view.runner_up))
+                    matched[main] = list(self._evidence(reading, view.unit_type, view.runner_up))
 
         if reason == NO_MATCH:
             confidence = 0.0
@@ -452,6 +453,14 @@ class Classifier:
         if view.unit_type is None or view.probability < needed:
             return None
         return self._type_names.index(view.unit_type)
+
+    def _evidence(self, reading: "Reading", unit_type: str, against: str | None) -> tuple[str, ...]:
+        """The model's strongest n-grams for `unit_type`, as words a person reads:
+        the dictionary's words among them, else the n-grams as they are."""
+        grams = reading.evidence(unit_type, against, limit=12)
+        freq = self.tokenizer.FREQ
+        words = [gram for gram in grams if freq.get(gram)]
+        return tuple((words or grams)[:3])
 
     def _marked(self, tokens: list[str]) -> list[tuple[int, str, _Token]]:
         """The tokens that do more than end a negation (and the overlay's), with
