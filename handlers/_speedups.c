@@ -36,7 +36,6 @@ typedef struct {
     PyObject_HEAD
     Entry *slots;
     size_t mask;
-    size_t used;
     Py_UCS4 *pool;
     size_t pool_used;
     size_t pool_size;
@@ -80,6 +79,7 @@ find(const Lexicon *lex, uint64_t h, const Py_UCS4 *chars, Py_ssize_t len)
     }
 }
 
+/* Adds a word the table does not hold yet (the keys of a dict are distinct). */
 static int
 insert(Lexicon *lex, const Py_UCS4 *chars, Py_ssize_t len, double logp)
 {
@@ -88,17 +88,8 @@ insert(Lexicon *lex, const Py_UCS4 *chars, Py_ssize_t len, double logp)
         h = extend_hash(h, chars[i]);
     h = nonzero(h);
     size_t i = slot_of(h, lex->mask);
-    for (;;) {
-        Entry *e = &lex->slots[i];
-        if (e->hash == 0)
-            break;
-        if (e->hash == h && e->len == (uint32_t)len &&
-            memcmp(lex->pool + e->start, chars, (size_t)len * sizeof(Py_UCS4)) == 0) {
-            e->logp = logp;
-            return 0;
-        }
+    while (lex->slots[i].hash != 0)
         i = (i + 1) & lex->mask;
-    }
     if (lex->pool_used + (size_t)len > lex->pool_size || lex->pool_used + (size_t)len > UINT32_MAX) {
         PyErr_SetString(PyExc_MemoryError, "lexicon pool exhausted");
         return -1;
@@ -110,7 +101,6 @@ insert(Lexicon *lex, const Py_UCS4 *chars, Py_ssize_t len, double logp)
     e->logp = logp;
     memcpy(lex->pool + lex->pool_used, chars, (size_t)len * sizeof(Py_UCS4));
     lex->pool_used += (size_t)len;
-    lex->used++;
     return 0;
 }
 
@@ -317,16 +307,9 @@ fail:
     return NULL;
 }
 
-static PyObject *
-Lexicon_len(Lexicon *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromSize_t(self->used);
-}
-
 static PyMethodDef Lexicon_methods[] = {
     {"cut", (PyCFunction)Lexicon_cut, METH_O,
      "cut(text) -> list[str]: jieba's Tokenizer.lcut(text, HMM=False) over this dictionary"},
-    {"entries", (PyCFunction)Lexicon_len, METH_NOARGS, "entries() -> int: words and prefixes held"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -135,8 +135,6 @@ class CorpusModel:
         self._keys = np.fromiter(map(gram_key, self._grams), dtype=np.int64, count=len(self._grams))
         if len(self._keys) > 1 and not (self._keys[1:] > self._keys[:-1]).all():
             raise ValueError("triage model n-grams are not in key order")
-        native = speedups()
-        self._index = native.GramIndex(self._keys) if native is not None else None
         self._base = np.asarray(base, dtype=np.float64)
         self._per_known = np.asarray(per_known, dtype=np.float64)
         if weights.shape != (len(self._grams), len(self.classes) + 1) or self._base.shape != (len(self.classes) + 1,):
@@ -147,6 +145,8 @@ class CorpusModel:
         self._odds_base, self._odds_per_known = float(self._base[-1]), float(self._per_known[-1])
         self._class_weights = np.ascontiguousarray(weights[:, :-1])
         self._class_base, self._class_per_known = self._base[:-1].copy(), self._per_known[:-1].copy()
+        native = speedups()
+        self._index = native.GramIndex(self._keys) if native is not None else None
 
     def __len__(self) -> int:
         return len(self._grams)
